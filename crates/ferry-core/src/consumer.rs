@@ -1,0 +1,298 @@
+//! Consumer configuration shared by every transport: `bus.consumer(queue)` returns a
+//! [`ConsumerBuilder`]; the transport starts it from the [`ConsumerSpec`] it builds.
+
+use std::{future::Future, sync::Arc};
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    DeadLetter, HandlerError, Inbox, IntegrationEvent, IntegrationEventHandler, Limits, Pipeline,
+    RetryPolicy,
+};
+
+/// The kind of queue a consumer declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueType {
+    /// A classic queue (the default).
+    #[default]
+    Classic,
+    /// A quorum queue (replicated; RabbitMQ 3.8+).
+    Quorum,
+}
+
+/// Everything a transport needs to start a consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerSpec {
+    /// The queue to consume (declared durable unless the transport is passive).
+    pub queue: String,
+    /// Binding patterns on the events exchange.
+    pub bindings: Vec<String>,
+    /// Unacked deliveries the broker may send at once.
+    pub prefetch: u16,
+    /// Handlers running at once (at most `prefetch`).
+    pub concurrency: usize,
+    /// The dead-letter exchange failed messages go to.
+    pub dead_letter_exchange: Option<String>,
+    /// Classic or quorum.
+    pub queue_type: QueueType,
+    /// Ack on delivery (at-most-once; retries off). Off by default.
+    pub auto_ack: bool,
+    /// The pipeline: handlers, retry policy, inbox and limits.
+    pub pipeline: Pipeline,
+    /// Event types registered twice (a configuration error the transport reports on start).
+    pub duplicate_handlers: Vec<String>,
+}
+
+impl ConsumerSpec {
+    /// A spec for `queue` with the defaults: prefetch 10, concurrency 1, retries 3 × exponential
+    /// from 1 s, no dead-letter exchange, classic queue, manual ack.
+    pub fn new(queue: impl Into<String>) -> Self {
+        let queue = queue.into();
+        Self {
+            pipeline: Pipeline::new(queue.as_str()),
+            queue,
+            bindings: Vec::new(),
+            prefetch: 10,
+            concurrency: 1,
+            dead_letter_exchange: None,
+            queue_type: QueueType::Classic,
+            auto_ack: false,
+            duplicate_handlers: Vec::new(),
+        }
+    }
+
+    /// Checks the spec: a handler at least, no event type twice, concurrency within prefetch.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.pipeline.event_types().is_empty() {
+            return Err(format!("consumer `{}` has no handler", self.queue));
+        }
+        if let Some(t) = self.duplicate_handlers.first() {
+            return Err(format!(
+                "consumer `{}` has two handlers for event type `{t}`",
+                self.queue
+            ));
+        }
+        if self.concurrency == 0 {
+            return Err(format!("consumer `{}` has concurrency 0", self.queue));
+        }
+        Ok(())
+    }
+}
+
+/// A running consumer: stop it with [`ConsumerHandle::shutdown`].
+#[derive(Debug)]
+pub struct ConsumerHandle {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl ConsumerHandle {
+    /// Wraps a consumer task and the token that stops it.
+    pub fn new(cancel: CancellationToken, task: JoinHandle<()>) -> Self {
+        Self { cancel, task }
+    }
+
+    /// The token that stops the consumer.
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Whether the consumer task has ended.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Stops taking deliveries, lets in-flight handlers finish and settle, then returns.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "consumer task ended abnormally");
+        }
+    }
+}
+
+/// A transport that can run consumers.
+#[async_trait]
+pub trait ConsumerHost: Send + Sync {
+    /// The transport's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Declares what the spec needs and starts consuming.
+    async fn start_consumer(&self, spec: ConsumerSpec) -> Result<ConsumerHandle, Self::Error>;
+
+    /// Starts a dead-letter consumer.
+    async fn start_dead_letter_consumer(
+        &self,
+        spec: DeadLetterSpec,
+    ) -> Result<ConsumerHandle, Self::Error>;
+}
+
+/// Builds a consumer: `bus.consumer("inventory.order-created").bind("orders.order.created")
+/// .prefetch(10).handle::<OrderCreated>(h).start().await?`.
+#[must_use = "a consumer does nothing until `start` is awaited"]
+pub struct ConsumerBuilder<'a, H: ?Sized> {
+    host: &'a H,
+    spec: ConsumerSpec,
+}
+
+impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
+    /// A builder for a consumer of `queue` on `host`.
+    pub fn new(host: &'a H, queue: impl Into<String>) -> Self {
+        Self {
+            host,
+            spec: ConsumerSpec::new(queue),
+        }
+    }
+
+    /// Binds the queue to the events exchange with a pattern (`*` one word, `#` any words).
+    pub fn bind(mut self, pattern: impl Into<String>) -> Self {
+        self.spec.bindings.push(pattern.into());
+        self
+    }
+
+    /// Sets the prefetch (unacked deliveries at once).
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.spec.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// Sets how many handlers run at once (capped by the prefetch).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.spec.concurrency = concurrency;
+        self
+    }
+
+    /// Sets the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.spec.pipeline.set_retry(policy);
+        self
+    }
+
+    /// Sets the dead-letter exchange.
+    pub fn dead_letter(mut self, exchange: impl Into<String>) -> Self {
+        self.spec.dead_letter_exchange = Some(exchange.into());
+        self
+    }
+
+    /// Declares a quorum queue instead of a classic one.
+    pub fn quorum(mut self) -> Self {
+        self.spec.queue_type = QueueType::Quorum;
+        self
+    }
+
+    /// Acks on delivery: at-most-once, retries off. Only for messages you can afford to lose.
+    pub fn auto_ack(mut self) -> Self {
+        self.spec.auto_ack = true;
+        self.spec.pipeline.set_retry(RetryPolicy::none());
+        self
+    }
+
+    /// Skips messages the inbox has seen, and records those handled.
+    pub fn inbox(mut self, inbox: Arc<dyn Inbox>) -> Self {
+        self.spec.pipeline.set_inbox(inbox);
+        self
+    }
+
+    /// Sets the size and count limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.spec.pipeline.set_limits(limits);
+        self
+    }
+
+    /// Registers the handler for event type `E`.
+    pub fn handle<E: IntegrationEvent>(mut self, handler: impl IntegrationEventHandler<E>) -> Self {
+        if !self.spec.pipeline.add_handler::<E>(handler) {
+            self.spec.duplicate_handlers.push(E::NAME.to_owned());
+        }
+        self
+    }
+
+    /// The spec built so far.
+    pub fn spec(&self) -> &ConsumerSpec {
+        &self.spec
+    }
+
+    /// Declares the queue and its bindings and starts consuming.
+    pub async fn start(self) -> Result<ConsumerHandle, H::Error> {
+        self.host.start_consumer(self.spec).await
+    }
+}
+
+type DeadLetterFn =
+    Arc<dyn Fn(DeadLetter) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
+
+/// Everything a transport needs to start a dead-letter consumer.
+#[derive(Clone)]
+pub struct DeadLetterSpec {
+    /// The dead-letter queue.
+    pub queue: String,
+    /// The dead-letter exchange it is bound to (with `#`).
+    pub exchange: String,
+    /// Unacked deliveries at once.
+    pub prefetch: u16,
+    /// The callback; an error leaves the message on the queue (requeued after a pause).
+    pub on_dead_letter: Option<DeadLetterFn>,
+}
+
+impl std::fmt::Debug for DeadLetterSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterSpec")
+            .field("queue", &self.queue)
+            .field("exchange", &self.exchange)
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
+/// Builds a dead-letter consumer: `bus.dead_letter_consumer("myapp.dlq").exchange("myapp.dlx")
+/// .on_dead_letter(f).start().await?`.
+#[must_use = "a consumer does nothing until `start` is awaited"]
+pub struct DeadLetterConsumerBuilder<'a, H: ?Sized> {
+    host: &'a H,
+    spec: DeadLetterSpec,
+}
+
+impl<'a, H: ConsumerHost + ?Sized> DeadLetterConsumerBuilder<'a, H> {
+    /// A builder for the dead-letter queue `queue`, bound to exchange `myapp.dlx` by default.
+    pub fn new(host: &'a H, queue: impl Into<String>) -> Self {
+        Self {
+            host,
+            spec: DeadLetterSpec {
+                queue: queue.into(),
+                exchange: "myapp.dlx".to_owned(),
+                prefetch: 10,
+                on_dead_letter: None,
+            },
+        }
+    }
+
+    /// Sets the dead-letter exchange the queue is bound to.
+    pub fn exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.spec.exchange = exchange.into();
+        self
+    }
+
+    /// Sets the prefetch.
+    pub fn prefetch(mut self, prefetch: u16) -> Self {
+        self.spec.prefetch = prefetch.max(1);
+        self
+    }
+
+    /// Sets the callback for each dead letter.
+    pub fn on_dead_letter<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(DeadLetter) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.spec.on_dead_letter = Some(Arc::new(move |d| Box::pin(f(d))));
+        self
+    }
+
+    /// Declares the queue and binding and starts consuming.
+    pub async fn start(self) -> Result<ConsumerHandle, H::Error> {
+        self.host.start_dead_letter_consumer(self.spec).await
+    }
+}

@@ -1,0 +1,47 @@
+//! # ferry-core
+//!
+//! The model of ferry: [`IntegrationEvent`]s and their [`Envelope`], the CloudEvents
+//! [`codec`], the consumer [`Pipeline`] every transport runs, the [`OutboxRelay`], the
+//! [`mediator`], and the in-memory transport and stores in [`memory`].
+//!
+//! The core does no network or database I/O of its own: the RabbitMQ, PostgreSQL and SQLite
+//! adapters live in their own crates and implement the traits defined here ([`Publisher`],
+//! [`ConsumerHost`], [`OutboxStore`], [`Inbox`]).
+#![warn(missing_docs)]
+
+pub mod codec;
+pub mod consumer;
+pub mod envelope;
+pub mod event;
+pub mod fault;
+pub mod handler;
+pub mod inbox;
+pub mod memory;
+pub mod outbox;
+pub mod pipeline;
+pub mod publisher;
+pub mod relay;
+pub mod retry;
+pub mod routing;
+pub mod wire;
+
+pub use consumer::{
+    ConsumerBuilder, ConsumerHandle, ConsumerHost, ConsumerSpec, DeadLetterConsumerBuilder,
+    DeadLetterSpec, QueueType,
+};
+pub use envelope::Envelope;
+pub use event::{IntegrationEvent, Upcaster};
+pub use fault::{DeadLetter, Fault, FaultKind};
+pub use handler::{FailureKind, HandlerError, IntegrationEventHandler, MessageContext};
+pub use inbox::{Inbox, InboxError};
+pub use outbox::{
+    OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStatus, OutboxStore,
+};
+pub use pipeline::{Decision, Delivery, Limits, Pipeline};
+pub use publisher::{PublishError, PublishOptions, Publisher, PublisherExt};
+pub use relay::{OutboxRelay, RelayBatch, RelayError, RelayOptions};
+pub use retry::RetryPolicy;
+pub use routing::{BindingPattern, RoutingError, RoutingKey};
+pub use wire::{HeaderValue, Headers, OutgoingMessage, Properties, WireMessage};
+
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,1 @@
+//! The in-memory transport and stores, for development and tests: no broker, no database.

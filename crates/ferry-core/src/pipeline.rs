@@ -1,0 +1,436 @@
+//! The consumer pipeline every transport runs: limits → decode → handler lookup → inbox →
+//! handler (panics caught, immediate retries) → a [`Decision`]. Transports only carry out the
+//! decision (ack, republish to a retry queue, republish to the dead-letter exchange).
+
+use std::{
+    collections::HashMap,
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use futures::{FutureExt, future::BoxFuture};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{
+    Fault, FaultKind, HandlerError, Inbox, IntegrationEvent, IntegrationEventHandler,
+    MessageContext, RetryPolicy, WireMessage,
+    codec::{self, DecodeError, Decoded},
+    fault::headers,
+    wire::HeaderValue,
+};
+
+/// Size and count limits on incoming messages; a message over one is dead-lettered as
+/// `too-large`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest body accepted, in bytes (default 4 MiB).
+    pub max_body_bytes: usize,
+    /// The most headers accepted (default 256).
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 * 1024 * 1024,
+            max_headers: 256,
+        }
+    }
+}
+
+/// A message as a transport delivered it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The message.
+    pub message: WireMessage,
+    /// The exchange it was published to (`""` for the default exchange).
+    pub exchange: String,
+    /// The routing key it arrived with.
+    pub routing_key: String,
+    /// Whether the broker redelivered it.
+    pub redelivered: bool,
+}
+
+impl Delivery {
+    /// The exchange the message was first published to: the `ferry-original-exchange` header
+    /// when a retry copy carries it, else the delivery's exchange.
+    pub fn original_exchange(&self) -> &str {
+        self.message
+            .header_str(headers::ORIGINAL_EXCHANGE)
+            .unwrap_or(&self.exchange)
+    }
+
+    /// The routing key the message was first published with.
+    pub fn original_routing_key(&self) -> &str {
+        self.message
+            .header_str(headers::ORIGINAL_ROUTING_KEY)
+            .unwrap_or(&self.routing_key)
+    }
+
+    /// The copy to send to a retry queue: `ferry-attempt` set to `next_attempt`, and the
+    /// original exchange and routing key kept in headers so a later dead letter names them.
+    pub fn retry_copy(&self, next_attempt: u32) -> WireMessage {
+        let mut message = self.message.clone();
+        message.headers.insert(
+            headers::ATTEMPT.into(),
+            HeaderValue::Int(i64::from(next_attempt)),
+        );
+        message.headers.insert(
+            headers::ORIGINAL_EXCHANGE.into(),
+            self.original_exchange().into(),
+        );
+        message.headers.insert(
+            headers::ORIGINAL_ROUTING_KEY.into(),
+            self.original_routing_key().into(),
+        );
+        message
+    }
+
+    /// The copy to send to the dead-letter exchange: everything kept, fault headers added.
+    pub fn dead_letter_copy(&self, fault: &Fault) -> WireMessage {
+        let mut message = self.message.clone();
+        fault.apply_to(&mut message);
+        message
+    }
+}
+
+/// What to do with a delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Handled: ack it.
+    Ack,
+    /// Already processed (the inbox knew it): ack it without handling.
+    Duplicate,
+    /// Failed, to be tried again: republish to the retry queue for `delay`, as attempt
+    /// `next_attempt`, then ack the original.
+    Retry {
+        /// How long until it comes back.
+        delay: Duration,
+        /// The attempt number the copy will be.
+        next_attempt: u32,
+        /// Why it failed.
+        error: String,
+    },
+    /// Failed for good: republish to the dead-letter exchange, then ack the original.
+    DeadLetter(Fault),
+}
+
+impl Decision {
+    /// The outcome label for metrics: `ack`, `duplicate`, `retry` or `dead_letter`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Decision::Ack => "ack",
+            Decision::Duplicate => "duplicate",
+            Decision::Retry { .. } => "retry",
+            Decision::DeadLetter(_) => "dead_letter",
+        }
+    }
+}
+
+enum Failure {
+    Decode(DecodeError),
+    Handler(HandlerError),
+    Panic(String),
+}
+
+type ErasedHandler =
+    Arc<dyn Fn(Decoded, MessageContext) -> BoxFuture<'static, Result<(), Failure>> + Send + Sync>;
+
+/// The pipeline of one consumer: its handlers by event type, retry policy, inbox and limits.
+#[derive(Clone)]
+pub struct Pipeline {
+    queue: Arc<str>,
+    handlers: HashMap<String, ErasedHandler>,
+    retry: RetryPolicy,
+    inbox: Option<Arc<dyn Inbox>>,
+    limits: Limits,
+    cancellation: CancellationToken,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("queue", &self.queue)
+            .field("event_types", &self.event_types())
+            .field("retry", &self.retry)
+            .field("inbox", &self.inbox.is_some())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// An empty pipeline for `queue`: no handlers, the default retry policy, no inbox.
+    pub fn new(queue: impl Into<Arc<str>>) -> Self {
+        Self {
+            queue: queue.into(),
+            handlers: HashMap::new(),
+            retry: RetryPolicy::default(),
+            inbox: None,
+            limits: Limits::default(),
+            cancellation: CancellationToken::new(),
+        }
+    }
+
+    /// The queue (the consumer's name).
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+
+    /// The event types with a handler.
+    pub fn event_types(&self) -> Vec<&str> {
+        let mut types: Vec<&str> = self.handlers.keys().map(String::as_str).collect();
+        types.sort_unstable();
+        types
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Registers the handler for `E`; returns `false` (and keeps the first) when `E` already
+    /// has one.
+    pub fn add_handler<E: IntegrationEvent>(
+        &mut self,
+        handler: impl IntegrationEventHandler<E>,
+    ) -> bool {
+        if self.handlers.contains_key(E::NAME) {
+            return false;
+        }
+        let handler = Arc::new(handler);
+        let erased: ErasedHandler = Arc::new(move |decoded: Decoded, ctx: MessageContext| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move {
+                let event = codec::decode_event::<E>(&decoded).map_err(Failure::Decode)?;
+                match AssertUnwindSafe(handler.handle(event, ctx))
+                    .catch_unwind()
+                    .await
+                {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(Failure::Handler(e)),
+                    Err(panic) => Err(Failure::Panic(panic_message(&panic))),
+                }
+            })
+        });
+        self.handlers.insert(E::NAME.to_owned(), erased);
+        true
+    }
+
+    /// Sets the retry policy.
+    pub fn set_retry(&mut self, retry: RetryPolicy) {
+        self.retry = retry;
+    }
+
+    /// Sets the inbox.
+    pub fn set_inbox(&mut self, inbox: Arc<dyn Inbox>) {
+        self.inbox = Some(inbox);
+    }
+
+    /// Sets the limits.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Sets the token handlers see cancelled at shutdown.
+    pub fn set_cancellation(&mut self, token: CancellationToken) {
+        self.cancellation = token;
+    }
+
+    /// Runs a delivery through the pipeline and decides what becomes of it.
+    pub async fn process(&self, delivery: &Delivery) -> Decision {
+        let started = Instant::now();
+        let attempt = delivery.message.attempt();
+        let decision = self.decide(delivery, attempt).await;
+        let queue = self.queue.to_string();
+        metrics::counter!("ferry_consumed_total", "queue" => queue.clone(), "outcome" => decision.outcome())
+            .increment(1);
+        metrics::histogram!("ferry_handler_duration_seconds", "queue" => queue.clone())
+            .record(started.elapsed().as_secs_f64());
+        match &decision {
+            Decision::Retry { .. } => {
+                metrics::counter!("ferry_retries_total", "queue" => queue).increment(1);
+            }
+            Decision::DeadLetter(fault) => {
+                metrics::counter!("ferry_dead_lettered_total", "kind" => fault.kind.as_str())
+                    .increment(1);
+            }
+            _ => {}
+        }
+        decision
+    }
+
+    async fn decide(&self, delivery: &Delivery, attempt: u32) -> Decision {
+        let message = &delivery.message;
+        if message.body.len() > self.limits.max_body_bytes {
+            return self.dead_letter(
+                delivery,
+                attempt,
+                FaultKind::TooLarge,
+                format!(
+                    "body of {} bytes is over the limit of {} bytes",
+                    message.body.len(),
+                    self.limits.max_body_bytes
+                ),
+            );
+        }
+        if message.headers.len() > self.limits.max_headers {
+            return self.dead_letter(
+                delivery,
+                attempt,
+                FaultKind::TooLarge,
+                format!(
+                    "{} headers is over the limit of {}",
+                    message.headers.len(),
+                    self.limits.max_headers
+                ),
+            );
+        }
+        let decoded = match codec::decode(message) {
+            Ok(decoded) => decoded,
+            Err(e) => return self.dead_letter(delivery, attempt, e.kind, e.message),
+        };
+        let Some(handler) = self.handlers.get(&decoded.envelope.event_type) else {
+            let message = format!(
+                "no handler for event type `{}` on queue `{}`",
+                decoded.envelope.event_type, self.queue
+            );
+            return self.dead_letter(delivery, attempt, FaultKind::UnknownType, message);
+        };
+        let envelope = decoded.envelope.clone();
+        let span = tracing::info_span!(
+            "ferry.consume",
+            otel.name = %format_args!("{} process", self.queue),
+            otel.kind = "consumer",
+            messaging.system = "rabbitmq",
+            messaging.operation.type = "process",
+            messaging.destination.name = %self.queue,
+            messaging.rabbitmq.destination.routing_key = %delivery.routing_key,
+            messaging.message.id = %envelope.id,
+            messaging.message.conversation_id = envelope.correlation_id.as_deref().unwrap_or(""),
+            ferry.event_type = %envelope.event_type,
+            ferry.attempt = attempt,
+        );
+        async {
+            let lag = (Utc::now() - envelope.time).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            metrics::histogram!("ferry_consume_lag_seconds", "queue" => self.queue.to_string())
+                .record(lag.max(0.0));
+            if let Some(inbox) = &self.inbox {
+                match inbox.is_processed(&self.queue, &envelope.id).await {
+                    Ok(true) => {
+                        tracing::debug!("duplicate skipped");
+                        return Decision::Duplicate;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        return self.retry_or_dead_letter(
+                            delivery,
+                            attempt,
+                            FaultKind::Handler,
+                            e.to_string(),
+                        );
+                    }
+                }
+            }
+            let ctx = MessageContext::new(
+                envelope,
+                Arc::clone(&self.queue),
+                delivery.routing_key.as_str(),
+                attempt,
+            )
+            .with_redelivered(delivery.redelivered)
+            .with_cancellation(self.cancellation.clone());
+            let mut tries_left = self.retry.immediate;
+            loop {
+                let (kind, text) = match handler(decoded.clone(), ctx.clone()).await {
+                    Ok(()) => break,
+                    Err(Failure::Decode(e)) => {
+                        return self.dead_letter(delivery, attempt, e.kind, e.message);
+                    }
+                    Err(Failure::Handler(e)) if e.is_permanent() => {
+                        tracing::warn!(error = %e, "handler failed permanently");
+                        return self.dead_letter(
+                            delivery,
+                            attempt,
+                            FaultKind::Handler,
+                            e.to_string(),
+                        );
+                    }
+                    Err(Failure::Handler(e)) => (FaultKind::Handler, e.to_string()),
+                    Err(Failure::Panic(p)) => (FaultKind::Panic, format!("handler panicked: {p}")),
+                };
+                if tries_left > 0 {
+                    tries_left -= 1;
+                    tracing::debug!(error = %text, "handler failed, retrying at once");
+                    continue;
+                }
+                tracing::warn!(error = %text, kind = %kind, "handler failed");
+                return self.retry_or_dead_letter(delivery, attempt, kind, text);
+            }
+            if let Some(inbox) = &self.inbox {
+                if let Err(e) = inbox.mark_processed(&self.queue, ctx.message_id()).await {
+                    // The handler's work is done; failing now would redo it. Log and ack.
+                    tracing::error!(error = %e, "could not record the message in the inbox");
+                }
+            }
+            Decision::Ack
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn retry_or_dead_letter(
+        &self,
+        delivery: &Delivery,
+        attempt: u32,
+        kind: FaultKind,
+        error: String,
+    ) -> Decision {
+        let next_attempt = attempt.saturating_add(1);
+        match self.retry.delay_for(next_attempt) {
+            Some(delay) => Decision::Retry {
+                delay,
+                next_attempt,
+                error,
+            },
+            None => self.dead_letter(delivery, attempt, kind, error),
+        }
+    }
+
+    fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        attempt: u32,
+        kind: FaultKind,
+        message: String,
+    ) -> Decision {
+        tracing::warn!(queue = %self.queue, kind = %kind, error = %message, "dead-lettering message");
+        Decision::DeadLetter(Fault {
+            kind,
+            message,
+            attempts: attempt,
+            at: Utc::now(),
+            original_exchange: Some(delivery.original_exchange().to_owned()),
+            original_routing_key: Some(delivery.original_routing_key().to_owned()),
+            original_queue: Some(self.queue.to_string()),
+        })
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}

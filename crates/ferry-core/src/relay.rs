@@ -1,0 +1,237 @@
+//! The outbox relay: claims pending rows, publishes them with confirms, marks them.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::{OutboxError, OutboxFailure, OutboxStore, Publisher};
+
+/// How the relay runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayOptions {
+    /// Rows claimed and published per batch (default 100).
+    pub batch_size: usize,
+    /// How long a claim holds its rows (default 30 s); a relay that dies leaves them for
+    /// another once it expires.
+    pub lease: Duration,
+    /// The fallback poll interval when no notification comes (default 1 s).
+    pub poll_interval: Duration,
+    /// The first pause after the broker or the database failed (default 100 ms); it doubles
+    /// up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// The longest pause (default 30 s).
+    pub max_backoff: Duration,
+    /// How often the relay samples the outbox for the `ferry_outbox_pending` and
+    /// `ferry_outbox_oldest_pending_age_seconds` gauges (default 5 s).
+    pub stats_interval: Duration,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(1),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            stats_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayBatch {
+    /// Rows claimed.
+    pub claimed: usize,
+    /// Rows published and marked.
+    pub published: usize,
+    /// Rows whose publish failed (attempts raised).
+    pub failed: usize,
+    /// Rows given back because the broker was unavailable.
+    pub released: usize,
+}
+
+/// Why a relay batch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The outbox store failed.
+    #[error(transparent)]
+    Store(#[from] OutboxError),
+}
+
+/// Moves events from an [`OutboxStore`] to a [`Publisher`]: the seed's `OutboxProcessor`,
+/// woken by notifications rather than polling every 5 s, and safe with many instances.
+///
+/// ```no_run
+/// # use ferry_core::{OutboxRelay, OutboxStore, Publisher, CancellationToken};
+/// # async fn demo(store: impl OutboxStore + 'static, publisher: impl Publisher + 'static) {
+/// let shutdown = CancellationToken::new();
+/// let relay = tokio::spawn(OutboxRelay::new(store, publisher).run(shutdown.clone()));
+/// // … on shutdown:
+/// shutdown.cancel();
+/// relay.await.ok();
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct OutboxRelay<S, P> {
+    store: S,
+    publisher: P,
+    options: RelayOptions,
+}
+
+impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
+    /// A relay with the default options.
+    pub fn new(store: S, publisher: P) -> Self {
+        Self {
+            store,
+            publisher,
+            options: RelayOptions::default(),
+        }
+    }
+
+    /// Sets the options.
+    pub fn with_options(mut self, options: RelayOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Claims one batch, publishes it and marks the rows.
+    pub async fn run_once(&self) -> Result<RelayBatch, RelayError> {
+        let started = Instant::now();
+        let rows = self
+            .store
+            .claim(self.options.batch_size, self.options.lease)
+            .await?;
+        let mut batch = RelayBatch {
+            claimed: rows.len(),
+            ..RelayBatch::default()
+        };
+        if rows.is_empty() {
+            return Ok(batch);
+        }
+        let span = tracing::debug_span!(
+            "ferry.relay.batch",
+            otel.kind = "producer",
+            messaging.system = "rabbitmq",
+            messaging.operation.type = "publish",
+            messaging.batch.message_count = rows.len(),
+        );
+        async {
+            let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+            let messages = rows.into_iter().map(|r| r.message).collect();
+            let results = self.publisher.publish_messages(messages).await;
+            let mut published = Vec::with_capacity(ids.len());
+            let mut failures = Vec::new();
+            let mut released = Vec::new();
+            for (id, result) in ids.into_iter().zip(results) {
+                match result {
+                    Ok(()) => published.push(id),
+                    Err(e) if e.is_unavailable() => released.push(id),
+                    Err(e) => {
+                        tracing::warn!(id = %id, error = %e, "outbox row failed to publish");
+                        failures.push(OutboxFailure {
+                            id,
+                            error: e.to_string(),
+                        });
+                    }
+                }
+            }
+            if !published.is_empty() {
+                self.store.mark_published(&published).await?;
+                metrics::counter!("ferry_published_total").increment(published.len() as u64);
+            }
+            if !failures.is_empty() {
+                self.store.mark_failed(&failures).await?;
+            }
+            if !released.is_empty() {
+                self.store.release(&released).await?;
+            }
+            batch.published = published.len();
+            batch.failed = failures.len();
+            batch.released = released.len();
+            metrics::histogram!("ferry_relay_batch_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
+            Ok(batch)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Publishes until no row is due (or the store fails); returns the rows published.
+    pub async fn drain(&self) -> Result<usize, RelayError> {
+        let mut total = 0;
+        loop {
+            let batch = self.run_once().await?;
+            total += batch.published;
+            if batch.claimed == 0 || batch.published == 0 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled; the batch in hand is finished first.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RelayError> {
+        tracing::info!("outbox relay started");
+        let mut backoff = self.options.min_backoff;
+        let mut last_stats: Option<Instant> = None;
+        while !shutdown.is_cancelled() {
+            if last_stats.is_none_or(|t| t.elapsed() >= self.options.stats_interval) {
+                last_stats = Some(Instant::now());
+                self.sample_stats().await;
+            }
+            let pause = match self.run_once().await {
+                Ok(batch) if batch.claimed == 0 => {
+                    backoff = self.options.min_backoff;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = self.store.wait_for_rows(self.options.poll_interval) => {}
+                    }
+                    continue;
+                }
+                Ok(batch) if batch.released > 0 => {
+                    tracing::warn!(
+                        released = batch.released,
+                        backoff_ms = backoff.as_millis() as u64,
+                        "broker unavailable; outbox rows stay pending"
+                    );
+                    Some(backoff)
+                }
+                Ok(_) => {
+                    backoff = self.options.min_backoff;
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "outbox relay batch failed");
+                    Some(backoff)
+                }
+            };
+            if let Some(pause) = pause {
+                backoff = (backoff * 2).min(self.options.max_backoff);
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+        tracing::info!("outbox relay stopped");
+        Ok(())
+    }
+
+    async fn sample_stats(&self) {
+        match self.store.stats().await {
+            Ok(stats) => {
+                metrics::gauge!("ferry_outbox_pending").set(stats.pending as f64);
+                metrics::gauge!("ferry_outbox_oldest_pending_age_seconds")
+                    .set(stats.oldest_pending_age_s.unwrap_or(0.0));
+            }
+            Err(e) => tracing::debug!(error = %e, "could not sample outbox stats"),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The postgres outbox and inbox of ferry. (Being written.)

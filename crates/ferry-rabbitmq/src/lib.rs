@@ -1,0 +1,1 @@
+//! The RabbitMQ transport of ferry. (Being written.)

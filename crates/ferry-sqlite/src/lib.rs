@@ -1,0 +1,1 @@
+//! The sqlite outbox and inbox of ferry. (Being written.)
