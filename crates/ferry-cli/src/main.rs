@@ -1,23 +1,126 @@
-//! The `ferry` command.
+//! The `ferry` command: demo, publish, tail, outbox, dlq, bench.
+//!
+//! Standard output carries only the result; logs and progress go to standard error. Exit codes:
+//! 0 success, 1 runtime failure, 2 bad usage or input, 3 timed out.
 
-use clap::Parser;
+mod commands;
+mod error;
 
-/// ferry: integration events between bounded contexts over RabbitMQ.
-#[derive(Debug, Parser)]
-#[command(name = "ferry", version, about)]
-struct Cli {
-    /// The AMQP URL.
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use error::CliError;
+
+/// The options every subcommand takes (before or after the subcommand).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// The AMQP URL of the broker.
     #[arg(
         long,
         global = true,
         env = "FERRY_AMQP_URL",
         default_value = "amqp://guest:guest@localhost:5672/%2f",
-        hide_env_values = true
+        hide_env_values = true,
+        hide_default_value = true
     )]
-    amqp_url: String,
+    pub amqp_url: String,
+    /// The database URL (postgres://… or sqlite:…); the demo defaults to ./ferry-demo.sqlite.
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// The events exchange.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_EXCHANGE",
+        default_value = "myapp.events"
+    )]
+    pub exchange: String,
 }
 
-fn main() {
-    let cli = Cli::parse();
-    let _ = cli;
+/// ferry: integration events between bounded contexts over RabbitMQ.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish one event in ferry's wire format and print its id.
+    Publish(commands::publish::PublishArgs),
+    /// Bind a temporary queue to the exchange and print what arrives.
+    Tail(commands::tail::TailArgs),
+    /// Inspect and replay the dead-letter queue.
+    Dlq(commands::dlq::DlqArgs),
+    /// Inspect and retry the outbox.
+    Outbox(commands::outbox::OutboxArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            // One line that says what is wrong.
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("bad usage");
+            eprintln!("{}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Publish(args) => commands::publish::run(&cli.global, args).await,
+            Command::Tail(args) => commands::tail::run(&cli.global, args).await,
+            Command::Dlq(args) => commands::dlq::run(&cli.global, args).await,
+            Command::Outbox(args) => commands::outbox::run(&cli.global, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
