@@ -1,1 +1,80 @@
-//! The postgres outbox and inbox of ferry. (Being written.)
+//! # ferry-postgres
+//!
+//! The PostgreSQL transactional outbox and idempotent inbox of ferry, on sqlx.
+//!
+//! - [`PgOutbox`]: [`add`](PgOutbox::add) an event inside your own transaction (it commits or
+//!   rolls back with your writes), and run [`ferry_core::OutboxRelay`] on it to publish.
+//!   Any number of relays share one table: claims use `FOR UPDATE SKIP LOCKED` and a lease, rows
+//!   of one partition key go out in the order they were added, and relays wake on
+//!   `LISTEN/NOTIFY` within milliseconds of a commit (polling stays as a fallback).
+//! - [`PgInbox`]: remembers which messages each consumer handled, keyed by
+//!   (consumer, message id); [`PgInbox::try_insert`] puts the inbox row in the handler's own
+//!   transaction, so a redelivered or duplicated message changes the database at most once.
+//! - [`migrate`]: creates ferry's tables, with ferry's own history table `ferry_migrations`
+//!   (never the application's `_sqlx_migrations`), safe to run from many processes at once.
+//!
+//! ```no_run
+//! use ferry_core::{OutboxRelay, CancellationToken};
+//! use ferry_postgres::{PgOutbox, sqlx::PgPool};
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Serialize, Deserialize)]
+//! # struct OrderCreated { order_id: String }
+//! # impl ferry_core::IntegrationEvent for OrderCreated { const NAME: &'static str = "orders.order.created"; }
+//! # async fn demo(publisher: impl ferry_core::Publisher + 'static) -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = PgPool::connect("postgres://postgres@127.0.0.1/app").await?;
+//! ferry_postgres::migrate(&pool).await?;
+//! let outbox = PgOutbox::new(pool.clone());
+//!
+//! // The application's transaction: its own writes and the event commit together.
+//! let mut tx = pool.begin().await?;
+//! sqlx::query("INSERT INTO orders (id) VALUES ($1)").bind("o-1").execute(&mut *tx).await?;
+//! let event_id = outbox.add(&mut *tx, &OrderCreated { order_id: "o-1".into() }).await?;
+//! tx.commit().await?;
+//!
+//! // The relay publishes it (in the background, for as long as the service runs).
+//! let shutdown = CancellationToken::new();
+//! tokio::spawn(OutboxRelay::new(outbox, publisher).run(shutdown.clone()));
+//! # Ok(()) }
+//! ```
+//!
+//! ## Tables (DESIGN.md §4)
+//!
+//! `ferry_outbox` has one row per event: `id` (the event id, primary key), `seq` (the order rows
+//! were added), `status` (`pending`, `published` or `dead`), `attempts`, `last_error`,
+//! `next_attempt_at`, `created_at`, `published_at`, what will be sent (`exchange`,
+//! `routing_key`, `properties` and `headers` as JSON, `body` as `bytea`), `event_type`,
+//! `partition_key`, and the lease (`locked_until`, `locked_by`). An insert trigger sends
+//! `pg_notify('ferry_outbox', '')`, delivered when the transaction commits.
+//!
+//! `ferry_inbox` has the primary key (`consumer`, `message_id`) and `processed_at`.
+//!
+//! ## Ordering
+//!
+//! Rows that share a partition key are claimed in the order of `seq`, the order they were
+//! inserted; a row is never claimed while an earlier pending row of its partition is leased by
+//! another relay, waits for its next attempt, or was not claimed with it. Two transactions that
+//! add to one partition concurrently are ordered by insert, not by commit: make them touch a
+//! common row (the aggregate) so one waits for the other, as an aggregate's writes do anyway.
+//! A row that becomes `dead` no longer holds its partition back.
+#![warn(missing_docs)]
+
+mod inbox;
+mod message;
+mod migrate;
+mod outbox;
+mod wakeup;
+
+pub use inbox::PgInbox;
+pub use message::OutboxRow;
+pub use migrate::{MIGRATIONS_TABLE, MigrateError, migrate};
+pub use outbox::{PgOutbox, PgOutboxOptions, RetryOutcome};
+
+/// The sqlx this crate is built on (use it to make the pool and transactions).
+pub use sqlx;
+
+/// The notification channel the outbox insert trigger signals.
+pub const NOTIFY_CHANNEL: &str = "ferry_outbox";
+
+fn db_error(e: sqlx::Error) -> ferry_core::OutboxError {
+    ferry_core::OutboxError::Database(e.to_string())
+}

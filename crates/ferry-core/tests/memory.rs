@@ -1,0 +1,318 @@
+//! The in-memory bus, outbox, inbox and the outbox relay on them.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use ferry_core::{
+    CancellationToken, DeadLetter, FaultKind, HandlerError, MessageContext, OutboxRelay,
+    OutboxStatus, OutboxStore, OutgoingMessage, PublishError, PublishOptions, Publisher,
+    PublisherExt, RelayOptions, RetryPolicy,
+    memory::{MemoryBus, MemoryInbox, MemoryOutbox},
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ferry_macros::IntegrationEvent)]
+#[serde(rename_all = "camelCase")]
+#[event(name = "orders.order.created")]
+struct OrderCreated {
+    order_id: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ferry_macros::IntegrationEvent)]
+#[event(name = "orders.order.cancelled")]
+struct OrderCancelled {
+    order_id: u32,
+}
+
+async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("timed out")
+        .expect("channel closed")
+}
+
+#[tokio::test]
+async fn routes_by_topic_pattern_and_refuses_unroutable() {
+    let bus = MemoryBus::new("ev");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let tx2 = tx.clone();
+    let consumer = bus
+        .consumer("q")
+        .bind("orders.order.*")
+        .handle::<OrderCreated>(move |e: OrderCreated, _| {
+            let tx = tx.clone();
+            async move {
+                tx.send(("created", e.order_id))
+                    .map_err(HandlerError::transient)
+            }
+        })
+        .handle::<OrderCancelled>(move |e: OrderCancelled, _| {
+            let tx = tx2.clone();
+            async move {
+                tx.send(("cancelled", e.order_id))
+                    .map_err(HandlerError::transient)
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    bus.publish(&OrderCreated { order_id: 1 }).await.unwrap();
+    bus.publish(&OrderCancelled { order_id: 2 }).await.unwrap();
+    let mut got = vec![recv(&mut rx).await, recv(&mut rx).await];
+    got.sort();
+    assert_eq!(got, [("cancelled", 2), ("created", 1)]);
+    let err = bus
+        .publish_with(
+            &OrderCreated { order_id: 3 },
+            PublishOptions {
+                routing_key: Some("billing.x.y".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PublishError::Unroutable { .. }), "{err}");
+    consumer.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicate_handler_is_a_start_error() {
+    let bus = MemoryBus::new("ev");
+    let err = bus
+        .consumer("q-dup")
+        .handle::<OrderCreated>(|_: OrderCreated, _| async { Ok(()) })
+        .handle::<OrderCreated>(|_: OrderCreated, _| async { Ok(()) })
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("orders.order.created"), "{err}");
+}
+
+#[tokio::test]
+async fn retries_after_delay_then_dead_letters_with_fault() {
+    let bus = MemoryBus::new("ev");
+    let (dl_tx, mut dl_rx) = mpsc::unbounded_channel::<DeadLetter>();
+    let dlq = bus
+        .dead_letter_consumer("dlq")
+        .exchange("dlx")
+        .on_dead_letter(move |d| {
+            let dl_tx = dl_tx.clone();
+            async move { dl_tx.send(d).map_err(HandlerError::transient) }
+        })
+        .start()
+        .await
+        .unwrap();
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&attempts);
+    let consumer = bus
+        .consumer("q-retry")
+        .bind("orders.#")
+        .retry(RetryPolicy::exponential(2, Duration::from_millis(20)))
+        .dead_letter("dlx")
+        .handle::<OrderCreated>(move |_: OrderCreated, ctx: MessageContext| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.lock()
+                    .unwrap()
+                    .push((ctx.attempt(), std::time::Instant::now()));
+                Err(HandlerError::transient("always"))
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let id = bus.publish(&OrderCreated { order_id: 9 }).await.unwrap();
+    let dead = tokio::time::timeout(Duration::from_secs(5), dl_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dead.fault.kind, FaultKind::Handler);
+    assert_eq!(dead.fault.attempts, 3);
+    assert_eq!(dead.fault.original_queue.as_deref(), Some("q-retry"));
+    assert_eq!(dead.routing_key, "orders.order.created");
+    assert_eq!(dead.message_id(), Some(id.as_str()));
+    let attempts = attempts.lock().unwrap().clone();
+    assert_eq!(attempts.iter().map(|a| a.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert!(
+        attempts[2].1 - attempts[1].1 >= Duration::from_millis(40),
+        "second delay doubles"
+    );
+    consumer.shutdown().await;
+    dlq.shutdown().await;
+}
+
+#[tokio::test]
+async fn relay_publishes_committed_events_once_and_rollback_nothing() {
+    let bus = MemoryBus::new("ev");
+    let outbox = MemoryOutbox::new();
+    let inbox = Arc::new(MemoryInbox::new());
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = Arc::clone(&calls);
+    let consumer = bus
+        .consumer("q-relay")
+        .bind("orders.order.created")
+        .inbox(inbox.clone())
+        .handle::<OrderCreated>(move |_: OrderCreated, _| {
+            let c = Arc::clone(&c);
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+
+    let mut rolled_back = outbox.begin();
+    rolled_back.add(&OrderCreated { order_id: 1 }).unwrap();
+    rolled_back.rollback();
+    let mut committed = outbox.begin();
+    let id = committed.add(&OrderCreated { order_id: 2 }).unwrap();
+    committed.commit();
+    // The same event id once more (a second relay publishing it again): the inbox absorbs it.
+    outbox
+        .add_with(
+            &OrderCreated { order_id: 2 },
+            PublishOptions {
+                id: Some(id.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+
+    let relay = OutboxRelay::new(outbox.clone(), bus.clone());
+    assert_eq!(relay.drain().await.unwrap(), 2);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(outbox.count(OutboxStatus::Published), 2);
+    assert_eq!(outbox.pending_count(), 0);
+    consumer.shutdown().await;
+}
+
+#[tokio::test]
+async fn relay_wakes_on_commit_and_stops_on_shutdown() {
+    let bus = MemoryBus::new("ev");
+    bus.bind("ev", "#", "sink").unwrap();
+    let outbox = MemoryOutbox::new();
+    let shutdown = CancellationToken::new();
+    let options = RelayOptions {
+        poll_interval: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let relay = tokio::spawn(
+        OutboxRelay::new(outbox.clone(), bus.clone())
+            .with_options(options)
+            .run(shutdown.clone()),
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    outbox.add(&OrderCreated { order_id: 1 }).unwrap();
+    for _ in 0..100 {
+        if outbox.pending_count() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        outbox.pending_count(),
+        0,
+        "woken by the commit, not the 60 s poll"
+    );
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(2), relay)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+/// A publisher that fails as told.
+struct Flaky {
+    mode: Mutex<Option<PublishError>>,
+    sent: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Publisher for Flaky {
+    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
+        if let Some(e) = self.mode.lock().unwrap().clone() {
+            return Err(e);
+        }
+        self.sent.lock().unwrap().push(message.id().to_owned());
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn unavailable_broker_costs_no_attempts_and_failures_end_dead_then_retry() {
+    let outbox = MemoryOutbox::new()
+        .with_max_attempts(3)
+        .with_backoff(Duration::ZERO, Duration::ZERO);
+    let publisher = Arc::new(Flaky {
+        mode: Mutex::new(Some(PublishError::Unavailable("down".into()))),
+        sent: Mutex::default(),
+    });
+    let id = outbox.add(&OrderCreated { order_id: 1 }).unwrap();
+    let relay = OutboxRelay::new(outbox.clone(), Arc::clone(&publisher));
+    for _ in 0..5 {
+        let batch = relay.run_once().await.unwrap();
+        assert_eq!(batch.released, 1);
+    }
+    assert_eq!(outbox.pending_count(), 1);
+    assert_eq!(outbox.last_error(&id), None, "no attempt counted");
+
+    *publisher.mode.lock().unwrap() = Some(PublishError::Unroutable {
+        exchange: "ev".into(),
+        routing_key: "k".into(),
+    });
+    for _ in 0..3 {
+        relay.run_once().await.unwrap();
+    }
+    assert_eq!(outbox.count(OutboxStatus::Dead), 1);
+    assert!(outbox.last_error(&id).unwrap().contains("unroutable"));
+    assert_eq!(
+        relay.run_once().await.unwrap().claimed,
+        0,
+        "dead rows are not claimed"
+    );
+
+    *publisher.mode.lock().unwrap() = None;
+    outbox.retry(&id).unwrap();
+    assert_eq!(relay.drain().await.unwrap(), 1);
+    assert_eq!(publisher.sent.lock().unwrap().as_slice(), [id]);
+}
+
+#[tokio::test]
+async fn leases_expire_and_partitions_keep_order() {
+    let outbox = MemoryOutbox::new();
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let options = PublishOptions {
+            partition_key: Some("order-1".into()),
+            ..PublishOptions::default()
+        };
+        ids.push(
+            outbox
+                .add_with(&OrderCreated { order_id: n }, options)
+                .unwrap(),
+        );
+    }
+    outbox.add(&OrderCreated { order_id: 99 }).unwrap();
+    // A relay claims one row of the partition with a short lease and dies.
+    let first = outbox.claim(1, Duration::from_millis(50)).await.unwrap();
+    assert_eq!(first[0].id, ids[0]);
+    // Another relay may not take the partition's later rows meanwhile, only the unkeyed row.
+    let second = outbox.claim(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].partition_key, None);
+    // Once the lease expires, the partition comes back whole and in order.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let third = outbox.claim(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(third.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids);
+}
