@@ -4,7 +4,9 @@
 //! 0 success, 1 runtime failure, 2 bad usage or input, 3 timed out.
 
 mod commands;
+mod demo;
 mod error;
+mod rabbit;
 
 use std::process::ExitCode;
 
@@ -50,6 +52,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the seed's scenario end to end: orders → outbox → relay → inventory → orders.
+    Demo(demo::DemoArgs),
     /// Publish one event in ferry's wire format and print its id.
     Publish(commands::publish::PublishArgs),
     /// Bind a temporary queue to the exchange and print what arrives.
@@ -101,6 +105,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Demo(args) => demo::run(&cli.global, args).await,
             Command::Publish(args) => commands::publish::run(&cli.global, args).await,
             Command::Tail(args) => commands::tail::run(&cli.global, args).await,
             Command::Dlq(args) => commands::dlq::run(&cli.global, args).await,
@@ -123,4 +128,9 @@ fn init_tracing() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// A URL with its password replaced, for messages.
+pub fn redact(url: &str) -> String {
+    ferry::rabbitmq::redact_url(url)
 }

@@ -16,6 +16,7 @@ pub mod event;
 pub mod fault;
 pub mod handler;
 pub mod inbox;
+pub mod mediator;
 pub mod memory;
 pub mod outbox;
 pub mod pipeline;
@@ -34,6 +35,7 @@ pub use event::{IntegrationEvent, Upcaster};
 pub use fault::{DeadLetter, Fault, FaultKind};
 pub use handler::{FailureKind, HandlerError, IntegrationEventHandler, MessageContext};
 pub use inbox::{Inbox, InboxError};
+pub use mediator::{Mediator, MediatorError, RequestContext};
 pub use outbox::{
     OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStatus, OutboxStore,
 };

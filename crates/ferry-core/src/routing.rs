@@ -280,7 +280,7 @@ impl BindingPattern {
         let mut next = [false; MAX_WORDS + 1];
         current[0] = true;
         self.close(&mut current);
-        let key_words = if routing_key.is_empty() && false {
+        let key_words = if routing_key.is_empty() {
             None
         } else {
             Some(routing_key.split('.'))

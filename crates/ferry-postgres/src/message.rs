@@ -34,7 +34,9 @@ impl EncodedRow {
         let mut outgoing = OutgoingMessage::new(routing_key, message);
         // The row's key is the envelope's id, whatever the codec wrote.
         outgoing.message.properties.message_id = Some(envelope.id.clone());
-        Self::from_message(outgoing, options.partition_key)
+        let mut row = Self::from_message(outgoing, options.partition_key)?;
+        row.event_type = envelope.event_type;
+        Ok(row)
     }
 
     /// Stores a message as it is.

@@ -1,7 +1,7 @@
 //! ferry's own migrations: SQL embedded in the crate, a history table of its own
 //! (`ferry_migrations`), applied in one transaction under an advisory lock.
 
-use sqlx::{Connection, PgPool};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
 
 /// ferry's migration history table (never the application's `_sqlx_migrations`).
 pub const MIGRATIONS_TABLE: &str = "ferry_migrations";
@@ -94,14 +94,14 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
         .execute(&mut *tx)
         .await
         .map_err(fail(0))?;
-    sqlx::raw_sql(
+    run_script(
+        &mut tx,
         "CREATE TABLE IF NOT EXISTS ferry_migrations (
             version     BIGINT PRIMARY KEY,
             description TEXT NOT NULL,
             applied_at  TIMESTAMPTZ NOT NULL DEFAULT now()
         )",
     )
-    .execute(&mut *tx)
     .await
     .map_err(fail(0))?;
     let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM ferry_migrations")
@@ -112,8 +112,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
         if applied.contains(&migration.version) {
             continue;
         }
-        sqlx::raw_sql(migration.sql)
-            .execute(&mut *tx)
+        run_script(&mut tx, migration.sql)
             .await
             .map_err(fail(migration.version))?;
         sqlx::query("INSERT INTO ferry_migrations (version, description) VALUES ($1, $2)")
@@ -129,5 +128,11 @@ pub async fn migrate(pool: &PgPool) -> Result<(), MigrateError> {
         );
     }
     tx.commit().await.map_err(fail(0))?;
+    Ok(())
+}
+
+/// Runs a script of several statements (the simple query protocol).
+async fn run_script(conn: &mut PgConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+    conn.execute(sql).await?;
     Ok(())
 }

@@ -255,9 +255,10 @@ async fn serve(mut client: TcpStream, shared: &Shared, start: State, cut: Cancel
     if start.mode == ProxyMode::Blackhole {
         // Accepted into a partition: never connected upstream, bytes discarded.
         let (mut client_read, _client_write) = client.split();
+        let mut buf = Vec::new();
         tokio::select! {
             () = cut.cancelled() => {}
-            _ = discard(&mut client_read, &mut Vec::new()) => return,
+            _ = discard(&mut client_read, &mut buf) => return,
         }
         reset(&client);
         return;

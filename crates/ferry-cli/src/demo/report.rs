@@ -1,0 +1,112 @@
+//! The demo's summary, computed from the database.
+
+use serde::Serialize;
+
+/// Latency percentiles, order committed to order confirmed, in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Latency {
+    /// Percentiles of `samples` (milliseconds); zeros when there are none.
+    pub fn from_samples(mut samples: Vec<f64>) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            let rank = (q * samples.len() as f64).ceil() as usize;
+            samples[rank.clamp(1, samples.len()) - 1]
+        };
+        Self {
+            p50: round3(at(0.50)),
+            p95: round3(at(0.95)),
+            p99: round3(at(0.99)),
+            max: round3(samples[samples.len() - 1]),
+        }
+    }
+}
+
+/// The summary `--json` prints (DESIGN.md §5).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Summary {
+    /// Orders created.
+    pub orders_created: u64,
+    /// Outbox rows published.
+    pub events_published: u64,
+    /// Reservation rows.
+    pub reservations: u64,
+    /// Orders confirmed.
+    pub orders_confirmed: u64,
+    /// Deliveries that were retries (attempt 2 and up).
+    pub retries: u64,
+    /// Rows in `dead_letters`.
+    pub dead_lettered: u64,
+    /// Deliveries the inbox recognised as already processed.
+    pub duplicates_skipped: u64,
+    /// Orders neither confirmed nor recorded in `dead_letters`.
+    pub lost: u64,
+    /// Seconds from the first order to the end.
+    pub elapsed_s: f64,
+    /// Orders settled a second.
+    pub throughput_per_s: f64,
+    /// Order committed to order confirmed.
+    pub latency_ms: Latency,
+}
+
+/// Rounds to three decimals.
+pub fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+impl Summary {
+    /// The human-readable summary.
+    pub fn render(&self) -> String {
+        format!(
+            "orders created      {}\n\
+             events published    {}\n\
+             reservations        {}\n\
+             orders confirmed    {}\n\
+             retries             {}\n\
+             dead-lettered       {}\n\
+             duplicates skipped  {}\n\
+             lost                {}\n\
+             elapsed             {:.2} s ({:.0} orders/s)\n\
+             latency (ms)        p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
+            self.orders_created,
+            self.events_published,
+            self.reservations,
+            self.orders_confirmed,
+            self.retries,
+            self.dead_lettered,
+            self.duplicates_skipped,
+            self.lost,
+            self.elapsed_s,
+            self.throughput_per_s,
+            self.latency_ms.p50,
+            self.latency_ms.p95,
+            self.latency_ms.p99,
+            self.latency_ms.max,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let l = Latency::from_samples((1..=100).map(f64::from).collect());
+        assert_eq!((l.p50, l.p95, l.p99, l.max), (50.0, 95.0, 99.0, 100.0));
+        assert_eq!(Latency::from_samples(vec![]), Latency::default());
+    }
+}

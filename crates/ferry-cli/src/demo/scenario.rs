@@ -1,0 +1,293 @@
+//! The seed's scenario, generic over the transport and the database.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use ferry::{
+    CancellationToken, ConsumerBuilder, ConsumerHandle, ConsumerHost, DeadLetterConsumerBuilder,
+    HandlerError, MessageContext, OutboxRelay, PublishOptions, Publisher, RelayOptions,
+    RetryPolicy,
+};
+use futures::StreamExt;
+
+use super::{
+    db::{DEAD_LETTER_QUEUE, DemoDb, INVENTORY_QUEUE, ORDERS_QUEUE, Progress},
+    events::{OrderCreated, OrderItemDto, StockReserved},
+    faults::FailurePlan,
+    progress::ProgressView,
+    report::{Latency, Summary, round3},
+};
+
+/// The dead-letter exchange.
+pub const DEAD_LETTER_EXCHANGE: &str = "myapp.dlx";
+
+/// What a transport must do for the demo beyond publishing and consuming.
+#[async_trait]
+pub trait DemoTransport: Publisher + ConsumerHost + Clone + Send + Sync + 'static {
+    /// Empties the demo's queues (declaring them if missing).
+    async fn reset_queues(&self) -> anyhow::Result<()>;
+}
+
+#[async_trait]
+impl DemoTransport for ferry::memory::MemoryBus {
+    async fn reset_queues(&self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// How the run goes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Orders to create.
+    pub events: u64,
+    /// Failure injection.
+    pub plan: FailurePlan,
+    /// The first retry delay.
+    pub retry_delay: Duration,
+    /// When to give up.
+    pub timeout: Duration,
+    /// Orders created at once.
+    pub concurrency: usize,
+    /// Show a progress bar (a terminal) or plain lines.
+    pub progress: ProgressView,
+}
+
+/// How the run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Every order settled and the relay finished.
+    Finished(Summary),
+    /// The timeout passed first; the summary so far.
+    TimedOut(Summary),
+}
+
+#[derive(Default)]
+struct Counters {
+    retries: AtomicU64,
+    duplicates: AtomicU64,
+}
+
+/// Runs the scenario end to end.
+pub async fn run<D: DemoDb, T: DemoTransport>(db: D, bus: T, config: Config) -> anyhow::Result<Outcome> {
+    db.reset().await?;
+    bus.reset_queues().await?;
+    let counters = Arc::new(Counters::default());
+    let shutdown = CancellationToken::new();
+
+    let consumers = start_consumers(&db, &bus, &config, &counters).await?;
+    let relay_options = RelayOptions {
+        batch_size: 200,
+        poll_interval: Duration::from_millis(500),
+        ..RelayOptions::default()
+    };
+    let relay = tokio::spawn(
+        OutboxRelay::new(db.outbox(), bus.clone())
+            .with_options(relay_options)
+            .run(shutdown.clone()),
+    );
+
+    let started = Instant::now();
+    let deadline = started + config.timeout;
+    let view = config.progress.start(config.events);
+
+    // The orders context creates the orders.
+    let creator = {
+        let db = db.clone();
+        let events = config.events;
+        let concurrency = config.concurrency.max(1);
+        tokio::spawn(async move {
+            futures::stream::iter(1..=events)
+                .map(|n| {
+                    let db = db.clone();
+                    async move { create_order(&db, n).await }
+                })
+                .buffer_unordered(concurrency)
+                .filter_map(|r| async move { r.err() })
+                .next()
+                .await
+        })
+    };
+
+    let mut timed_out = false;
+    let mut last = Progress::default();
+    let mut creation_done = false;
+    let mut creator = Some(creator);
+    loop {
+        if creator.as_ref().is_some_and(|h| h.is_finished()) {
+            let failure = match creator.take() {
+                Some(handle) => match handle.await {
+                    Ok(None) => None,
+                    Ok(Some(e)) => Some(e),
+                    Err(e) => Some(anyhow::Error::from(e)),
+                },
+                None => None,
+            };
+            if let Some(e) = failure {
+                shutdown.cancel();
+                stop(consumers, relay).await;
+                return Err(e.context("creating orders"));
+            }
+            creation_done = true;
+        }
+        match db.progress().await {
+            Ok(p) => last = p,
+            Err(e) => tracing::warn!(error = %e, "could not read progress"),
+        }
+        view.update(&last);
+        if creation_done && last.created >= config.events && last.settled() >= config.events && last.outbox_pending == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed();
+    view.finish(&last);
+    shutdown.cancel();
+    stop(consumers, relay).await;
+
+    let totals = db.totals().await?;
+    let elapsed_s = elapsed.as_secs_f64();
+    let summary = Summary {
+        orders_created: totals.orders,
+        events_published: totals.events_published,
+        reservations: totals.reservations,
+        orders_confirmed: totals.confirmed,
+        retries: counters.retries.load(Ordering::Relaxed),
+        dead_lettered: totals.dead_letters,
+        duplicates_skipped: counters.duplicates.load(Ordering::Relaxed),
+        lost: totals.lost,
+        elapsed_s: round3(elapsed_s),
+        throughput_per_s: round3((totals.confirmed + totals.dead_letters.min(totals.orders)) as f64 / elapsed_s.max(1e-9)),
+        latency_ms: Latency::from_samples(totals.latencies_ms),
+    };
+    Ok(if timed_out { Outcome::TimedOut(summary) } else { Outcome::Finished(summary) })
+}
+
+async fn stop(consumers: Vec<ConsumerHandle>, relay: tokio::task::JoinHandle<Result<(), ferry::RelayError>>) {
+    for consumer in consumers {
+        consumer.shutdown().await;
+    }
+    match relay.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "relay failed"),
+        Err(e) => tracing::error!(error = %e, "relay task failed"),
+    }
+}
+
+/// The order number `n` of this run: its items, total and a fresh id.
+fn new_order(n: u64) -> OrderCreated {
+    let lines = 1 + (n % 3) as usize;
+    let items: Vec<OrderItemDto> = (0..lines)
+        .map(|i| OrderItemDto {
+            product_id: format!("sku-{}", (n * 7 + i as u64 * 13) % 50 + 1),
+            quantity: 1 + ((n + i as u64) % 4) as i32,
+        })
+        .collect();
+    let total_amount = items.iter().map(|i| f64::from(i.quantity) * 9.95).sum::<f64>();
+    OrderCreated {
+        order_id: uuid::Uuid::now_v7().to_string(),
+        order_number: n,
+        customer_email: format!("customer{n}@example.com"),
+        total_amount: (total_amount * 100.0).round() / 100.0,
+        items,
+    }
+}
+
+async fn create_order<D: DemoDb>(db: &D, n: u64) -> anyhow::Result<()> {
+    let order = new_order(n);
+    let options = PublishOptions {
+        correlation_id: Some(format!("checkout-{}", order.order_id)),
+        partition_key: None,
+        ..PublishOptions::default()
+    };
+    db.create_order(&order, options).await
+}
+
+async fn start_consumers<D: DemoDb, T: DemoTransport>(
+    db: &D,
+    bus: &T,
+    config: &Config,
+    counters: &Arc<Counters>,
+) -> anyhow::Result<Vec<ConsumerHandle>> {
+    let retry = RetryPolicy::exponential(config.plan.max_retries, config.retry_delay);
+    let mut handles = Vec::new();
+
+    let dlq_db = db.clone();
+    handles.push(
+        DeadLetterConsumerBuilder::new(bus, DEAD_LETTER_QUEUE)
+            .exchange(DEAD_LETTER_EXCHANGE)
+            .on_dead_letter(move |dead| {
+                let db = dlq_db.clone();
+                async move { db.record_dead_letter(&dead).await.map(|_| ()) }
+            })
+            .start()
+            .await?,
+    );
+
+    let (inventory_db, plan, c) = (db.clone(), config.plan, Arc::clone(counters));
+    handles.push(
+        ConsumerBuilder::new(bus, INVENTORY_QUEUE)
+            .bind("orders.order.created")
+            .prefetch(10)
+            .concurrency(10)
+            .retry(retry)
+            .dead_letter(DEAD_LETTER_EXCHANGE)
+            .handle::<OrderCreated>(move |event: OrderCreated, ctx: MessageContext| {
+                let (db, c) = (inventory_db.clone(), Arc::clone(&c));
+                async move {
+                    if ctx.attempt() > 1 {
+                        c.retries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if plan.fails_permanently(event.order_number) {
+                        return Err(HandlerError::permanent(format!(
+                            "order {} cannot be reserved (injected permanent failure)",
+                            event.order_id
+                        )));
+                    }
+                    if plan.fails_transiently(event.order_number, ctx.attempt()) {
+                        return Err(HandlerError::transient("stock service unavailable (injected transient failure)"));
+                    }
+                    if !db.reserve(&event, &ctx).await? {
+                        c.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
+                }
+            })
+            .start()
+            .await?,
+    );
+
+    let (orders_db, c) = (db.clone(), Arc::clone(counters));
+    handles.push(
+        ConsumerBuilder::new(bus, ORDERS_QUEUE)
+            .bind("inventory.stock.reserved")
+            .prefetch(10)
+            .concurrency(10)
+            .retry(retry)
+            .dead_letter(DEAD_LETTER_EXCHANGE)
+            .handle::<StockReserved>(move |event: StockReserved, ctx: MessageContext| {
+                let (db, c) = (orders_db.clone(), Arc::clone(&c));
+                async move {
+                    if ctx.attempt() > 1 {
+                        c.retries.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !db.confirm(&event, &ctx).await? {
+                        c.duplicates.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(())
+                }
+            })
+            .start()
+            .await?,
+    );
+    Ok(handles)
+}

@@ -1,0 +1,209 @@
+//! [`DemoDb`] on PostgreSQL and on SQLite: one implementation, written once as a macro over the
+//! driver's types, since the statements are the same.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ferry::{DeadLetter, HandlerError, MessageContext, PublishOptions};
+
+use super::{
+    db::{DemoDb, Progress, Totals, dead_letter_key, dead_letter_order_id},
+    events::{OrderCreated, StockReserved},
+    sql,
+};
+
+macro_rules! demo_db {
+    ($name:ident, $pool:ty, $outbox:ty, $inbox:ty, $schema:expr, $migrate:path) => {
+        /// The demo's database on this driver.
+        #[derive(Clone)]
+        pub struct $name {
+            pool: $pool,
+            outbox: $outbox,
+            inbox: $inbox,
+        }
+
+        impl $name {
+            /// Wraps a pool; runs ferry's migrations and the demo's schema.
+            pub async fn open(pool: $pool, outbox: $outbox, inbox: $inbox) -> anyhow::Result<Self> {
+                $migrate(&pool).await?;
+                for statement in $schema {
+                    sqlx::query(statement).execute(&pool).await?;
+                }
+                Ok(Self { pool, outbox, inbox })
+            }
+
+            async fn count(&self, statement: &str) -> anyhow::Result<u64> {
+                let n: i64 = sqlx::query_scalar(statement).fetch_one(&self.pool).await?;
+                Ok(u64::try_from(n).unwrap_or(0))
+            }
+        }
+
+        #[async_trait]
+        impl DemoDb for $name {
+            type Outbox = $outbox;
+
+            fn outbox(&self) -> Self::Outbox {
+                self.outbox.clone()
+            }
+
+            async fn reset(&self) -> anyhow::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                for statement in sql::RESET {
+                    sqlx::query(statement).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn create_order(
+                &self,
+                order: &OrderCreated,
+                options: PublishOptions,
+            ) -> anyhow::Result<()> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query(sql::INSERT_ORDER)
+                    .bind(&order.order_id)
+                    .bind(&order.customer_email)
+                    .bind(order.total_amount)
+                    .bind(Utc::now())
+                    .execute(&mut *tx)
+                    .await?;
+                for item in &order.items {
+                    sqlx::query(sql::INSERT_ITEM)
+                        .bind(&order.order_id)
+                        .bind(&item.product_id)
+                        .bind(item.quantity)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                self.outbox.add_with(&mut *tx, order, options).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn reserve(
+                &self,
+                event: &OrderCreated,
+                ctx: &MessageContext,
+            ) -> Result<bool, HandlerError> {
+                let mut tx = self.pool.begin().await?;
+                if !self.inbox.try_insert(&mut *tx, ctx.consumer(), ctx.message_id()).await? {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                let now = Utc::now();
+                let items = serde_json::to_string(&event.items)?;
+                sqlx::query(sql::INSERT_RESERVATION)
+                    .bind(&event.order_id)
+                    .bind(items)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(sql::INSERT_NOTIFICATION)
+                    .bind(&event.order_id)
+                    .bind(&event.customer_email)
+                    .bind("Order Confirmed")
+                    .bind(format!("Your order {} has been confirmed.", event.order_id))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let reserved = StockReserved {
+                    order_id: event.order_id.clone(),
+                    items: event.items.clone(),
+                };
+                self.outbox
+                    .add_with(&mut *tx, &reserved, PublishOptions::caused_by(ctx))
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn confirm(
+                &self,
+                event: &StockReserved,
+                ctx: &MessageContext,
+            ) -> Result<bool, HandlerError> {
+                let mut tx = self.pool.begin().await?;
+                if !self.inbox.try_insert(&mut *tx, ctx.consumer(), ctx.message_id()).await? {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query(sql::CONFIRM_ORDER)
+                    .bind(&event.order_id)
+                    .bind(Utc::now())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn record_dead_letter(&self, dead: &DeadLetter) -> Result<bool, HandlerError> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(key) = dead_letter_key(dead) {
+                    if !self.inbox.try_insert(&mut *tx, super::db::DEAD_LETTER_QUEUE, &key).await? {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                }
+                sqlx::query(sql::INSERT_DEAD_LETTER)
+                    .bind(dead.message_id())
+                    .bind(dead.event_type())
+                    .bind(dead_letter_order_id(dead))
+                    .bind(dead.fault.kind.as_str())
+                    .bind(&dead.fault.message)
+                    .bind(dead.fault.original_queue.as_deref())
+                    .bind(dead.message.body.to_vec())
+                    .bind(Utc::now())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn progress(&self) -> anyhow::Result<Progress> {
+                Ok(Progress {
+                    created: self.count(sql::COUNT_ORDERS).await?,
+                    confirmed: self.count(sql::COUNT_CONFIRMED).await?,
+                    dead_lettered_orders: self.count(sql::COUNT_DEAD_LETTERED_ORDERS).await?,
+                    outbox_pending: self.count(sql::COUNT_OUTBOX_PENDING).await?,
+                })
+            }
+
+            async fn totals(&self) -> anyhow::Result<Totals> {
+                let times: Vec<(DateTime<Utc>, DateTime<Utc>)> =
+                    sqlx::query_as(sql::CONFIRMED_TIMES).fetch_all(&self.pool).await?;
+                Ok(Totals {
+                    orders: self.count(sql::COUNT_ORDERS).await?,
+                    events_published: self.count(sql::COUNT_OUTBOX_PUBLISHED).await?,
+                    reservations: self.count(sql::COUNT_RESERVATIONS).await?,
+                    confirmed: self.count(sql::COUNT_CONFIRMED).await?,
+                    dead_letters: self.count(sql::COUNT_DEAD_LETTERS).await?,
+                    lost: self.count(sql::COUNT_LOST).await?,
+                    latencies_ms: times
+                        .into_iter()
+                        .map(|(created, confirmed)| {
+                            (confirmed - created).num_microseconds().unwrap_or(0) as f64 / 1000.0
+                        })
+                        .collect(),
+                })
+            }
+        }
+    };
+}
+
+demo_db!(
+    PgDemoDb,
+    sqlx::PgPool,
+    ferry::postgres::PgOutbox,
+    ferry::postgres::PgInbox,
+    sql::PG_SCHEMA,
+    ferry::postgres::migrate
+);
+
+demo_db!(
+    SqliteDemoDb,
+    sqlx::SqlitePool,
+    ferry::sqlite::SqliteOutbox,
+    ferry::sqlite::SqliteInbox,
+    sql::SQLITE_SCHEMA,
+    ferry::sqlite::migrate
+);

@@ -1,0 +1,325 @@
+//! The request context: ids and cancellation that travel with a request into its handler, its
+//! behaviors and the envelopes of the integration events the handler adds.
+
+use std::{
+    borrow::Cow,
+    cell::Cell,
+    fmt,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::{Envelope, IntegrationEvent, MessageContext, PublishOptions};
+
+/// The id of one request.
+///
+/// ferry makes them without a system call or an allocation: a per-process random prefix and a
+/// sequence number, shown as a UUID (version 8, "custom"). They are rendered to text only when
+/// read. An id from elsewhere (an HTTP `X-Request-Id`) is kept as given, see
+/// [`RequestContext::with_request_id`].
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(Repr);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Repr {
+    Made(u128),
+    Given(Arc<str>),
+}
+
+/// Ids handed out to a thread at a time, so making one touches no shared cache line.
+const BLOCK: u64 = 4096;
+static NEXT_BLOCK: AtomicU64 = AtomicU64::new(0);
+static PROCESS_PREFIX: OnceLock<u64> = OnceLock::new();
+
+thread_local! {
+    static SEQUENCE: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+impl RequestId {
+    /// A new, unique id.
+    pub fn new() -> Self {
+        let sequence = SEQUENCE.with(|cell| {
+            let (mut next, mut end) = cell.get();
+            if next == end {
+                next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+                end = next.saturating_add(BLOCK);
+            }
+            cell.set((next.wrapping_add(1), end));
+            next
+        });
+        let prefix = *PROCESS_PREFIX.get_or_init(|| {
+            let random = uuid::Uuid::new_v4().as_u128();
+            (random >> 64) as u64 ^ random as u64
+        });
+        // UUID version 8: the version nibble in bits 76..80, the variant `10` in bits 62..64.
+        let high = (prefix & !0xF000) | 0x8000;
+        let low = (sequence & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
+        Self(Repr::Made((u128::from(high) << 64) | u128::from(low)))
+    }
+
+    /// An id given from elsewhere, kept as it is.
+    pub fn from_string(id: impl Into<Arc<str>>) -> Self {
+        Self(Repr::Given(id.into()))
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Repr::Made(bits) => fmt::Display::fmt(&uuid::Uuid::from_u128(*bits).hyphenated(), f),
+            Repr::Given(id) => f.write_str(id),
+        }
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({self})")
+    }
+}
+
+/// What travels with a request: its id, the conversation it belongs to (correlation id), what
+/// caused it (causation id), the trace context and a cancellation token.
+///
+/// [`Mediator::send`](super::Mediator::send) gives each request a fresh context;
+/// [`Mediator::send_with`](super::Mediator::send_with) takes one, e.g. built from an HTTP
+/// request's headers or, inside an integration event handler, with
+/// [`RequestContext::caused_by`]. Handlers receive it as their second argument and use
+/// [`publish_options`](RequestContext::publish_options) (or
+/// [`envelope_for`](RequestContext::envelope_for)) for the events they publish or add to the
+/// outbox, so those events carry the request's correlation id and name the request as their
+/// cause.
+///
+/// Creating one allocates nothing; cloning one copies a few reference counts.
+///
+/// ```
+/// use ferry_core::mediator::RequestContext;
+///
+/// let ctx = RequestContext::new().with_correlation_id("c-42");
+/// let options = ctx.publish_options();
+/// assert_eq!(options.correlation_id.as_deref(), Some("c-42"));
+/// assert_eq!(options.causation_id, Some(ctx.request_id().to_string()));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    request_id: RequestId,
+    correlation_id: Option<Arc<str>>,
+    causation_id: Option<Arc<str>>,
+    traceparent: Option<Arc<str>>,
+    cancellation: Option<CancellationToken>,
+}
+
+impl RequestContext {
+    /// A fresh context: a new request id, which also serves as the correlation id until one is
+    /// set (the request starts the conversation); no cause; never cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A context for a request made while handling an integration event (in an
+    /// [`IntegrationEventHandler`](crate::IntegrationEventHandler)): the event's correlation id
+    /// carries over (its own id when it has none), the event is the cause, and the consumer's
+    /// cancellation token cancels the request.
+    pub fn caused_by(message: &MessageContext) -> Self {
+        Self::from_envelope(message.envelope()).with_cancellation(message.cancellation().clone())
+    }
+
+    /// A context for a request caused by the event with this envelope (see
+    /// [`caused_by`](Self::caused_by), without the cancellation).
+    pub fn from_envelope(envelope: &Envelope) -> Self {
+        let correlation = envelope
+            .correlation_id
+            .as_deref()
+            .unwrap_or(envelope.id.as_str());
+        Self {
+            request_id: RequestId::new(),
+            correlation_id: Some(correlation.into()),
+            causation_id: Some(envelope.id.as_str().into()),
+            traceparent: envelope.traceparent.as_deref().map(Arc::from),
+            cancellation: None,
+        }
+    }
+
+    /// A context for a request made by the handler of this one: a new request id, the same
+    /// correlation id, trace context and cancellation, and this request as the cause.
+    pub fn child(&self) -> Self {
+        Self {
+            request_id: RequestId::new(),
+            correlation_id: Some(self.correlation_id().into()),
+            causation_id: Some(self.request_id.to_string().into()),
+            traceparent: self.traceparent.clone(),
+            cancellation: self.cancellation.clone(),
+        }
+    }
+
+    /// Sets the request id (e.g. an HTTP request id).
+    pub fn with_request_id(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.request_id = RequestId::from_string(id);
+        self
+    }
+
+    /// Sets the correlation id: the conversation this request belongs to.
+    pub fn with_correlation_id(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the causation id: the id of the message or request that caused this one.
+    pub fn with_causation_id(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.causation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the W3C trace context carried into published events.
+    pub fn with_traceparent(mut self, traceparent: impl Into<Arc<str>>) -> Self {
+        self.traceparent = Some(traceparent.into());
+        self
+    }
+
+    /// Sets the token that cancels the request: once it is cancelled, `send` stops the handler
+    /// and returns [`MediatorError::Cancelled`](super::MediatorError::Cancelled).
+    pub fn with_cancellation(mut self, token: CancellationToken) -> Self {
+        self.cancellation = Some(token);
+        self
+    }
+
+    /// This request's id.
+    pub fn request_id(&self) -> &RequestId {
+        &self.request_id
+    }
+
+    /// The correlation id: the one set, or else this request's id.
+    pub fn correlation_id(&self) -> Cow<'_, str> {
+        match &self.correlation_id {
+            Some(id) => Cow::Borrowed(id),
+            None => Cow::Owned(self.request_id.to_string()),
+        }
+    }
+
+    /// The id of what caused this request, if known.
+    pub fn causation_id(&self) -> Option<&str> {
+        self.causation_id.as_deref()
+    }
+
+    /// The W3C trace context, if any.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.traceparent.as_deref()
+    }
+
+    /// The cancellation token, if one was set.
+    pub fn cancellation(&self) -> Option<&CancellationToken> {
+        self.cancellation.as_ref()
+    }
+
+    /// Whether the request has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancellation
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// Completes when the request is cancelled; never, when it has no cancellation token.
+    pub async fn cancelled(&self) {
+        match &self.cancellation {
+            Some(token) => token.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Options for an integration event the handler publishes or adds to the outbox: the
+    /// request's correlation id, the request as the cause, and the trace context.
+    pub fn publish_options(&self) -> PublishOptions {
+        PublishOptions {
+            correlation_id: Some(self.correlation_id().into_owned()),
+            causation_id: Some(self.request_id.to_string()),
+            traceparent: self.traceparent.as_deref().map(str::to_owned),
+            ..PublishOptions::default()
+        }
+    }
+
+    /// The envelope of an event `E` the handler emits (see
+    /// [`publish_options`](Self::publish_options)); a new id and the current time.
+    pub fn envelope_for<E: IntegrationEvent>(&self) -> Envelope {
+        self.publish_options().envelope_for::<E>(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_ids_are_unique_uuids_of_version_8() {
+        let a = RequestId::new().to_string();
+        let b = RequestId::new().to_string();
+        assert_ne!(a, b);
+        let parsed = uuid::Uuid::parse_str(&a).unwrap();
+        assert_eq!(parsed.get_version_num(), 8);
+        assert_eq!(parsed.get_variant(), uuid::Variant::RFC4122);
+    }
+
+    #[test]
+    fn ids_made_on_other_threads_differ() {
+        let here = RequestId::new();
+        let there = std::thread::spawn(RequestId::new).join().unwrap();
+        assert_ne!(here, there);
+    }
+
+    #[test]
+    fn a_request_without_correlation_starts_the_conversation() {
+        let ctx = RequestContext::new();
+        assert_eq!(ctx.correlation_id(), ctx.request_id().to_string());
+        assert_eq!(ctx.causation_id(), None);
+    }
+
+    #[test]
+    fn a_child_keeps_the_correlation_and_names_its_parent() {
+        let parent = RequestContext::new().with_correlation_id("c-1");
+        let child = parent.child();
+        assert_eq!(child.correlation_id(), "c-1");
+        assert_eq!(
+            child.causation_id(),
+            Some(parent.request_id().to_string().as_str())
+        );
+        assert_ne!(child.request_id(), parent.request_id());
+    }
+
+    #[test]
+    fn from_an_envelope_the_event_is_the_cause() {
+        let event = Envelope::new("orders.order.created").with_correlation_id("c-7");
+        let ctx = RequestContext::from_envelope(&event);
+        assert_eq!(ctx.correlation_id(), "c-7");
+        assert_eq!(ctx.causation_id(), Some(event.id.as_str()));
+
+        let root = Envelope::new("orders.order.created");
+        let ctx = RequestContext::from_envelope(&root);
+        assert_eq!(ctx.correlation_id(), root.id);
+    }
+
+    #[test]
+    fn given_request_ids_are_kept() {
+        let ctx = RequestContext::new().with_request_id("req-1");
+        assert_eq!(ctx.request_id().to_string(), "req-1");
+        assert_eq!(ctx.publish_options().causation_id.as_deref(), Some("req-1"));
+    }
+
+    #[test]
+    fn cancellation_is_visible() {
+        let token = CancellationToken::new();
+        let ctx = RequestContext::new().with_cancellation(token.clone());
+        assert!(!ctx.is_cancelled());
+        token.cancel();
+        assert!(ctx.is_cancelled());
+        assert!(!RequestContext::new().is_cancelled());
+    }
+}

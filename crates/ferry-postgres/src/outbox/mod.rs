@@ -1,0 +1,235 @@
+//! The PostgreSQL outbox: adding events inside the caller's transaction, and the options.
+
+mod admin;
+mod store;
+
+use std::{sync::Arc, time::Duration};
+
+use ferry_core::{IntegrationEvent, OutboxError, OutgoingMessage, PublishOptions};
+use sqlx::{PgConnection, PgPool};
+use tokio_util::sync::CancellationToken;
+
+pub use admin::RetryOutcome;
+
+use crate::{db_error, message::EncodedRow, wakeup::Wakeup};
+
+/// How the outbox treats failed rows and old ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgOutboxOptions {
+    /// Failed publishes after which a row becomes `dead` (default 10).
+    pub max_attempts: u32,
+    /// The pause after the first failed publish of a row (default 1 s); it doubles with
+    /// each further failure, up to `max_backoff`.
+    pub base_backoff: Duration,
+    /// The longest pause between two attempts of a row (default 5 min).
+    pub max_backoff: Duration,
+    /// How long published rows are kept before [`PgOutbox::cleanup`] deletes them
+    /// (default 7 days).
+    pub retention: Duration,
+    /// Rows deleted per statement by [`PgOutbox::cleanup`] (default 1,000).
+    pub cleanup_batch: u32,
+}
+
+impl Default for PgOutboxOptions {
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            base_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            cleanup_batch: 1000,
+        }
+    }
+}
+
+/// Stops the listener task when the last clone of the outbox is dropped.
+#[derive(Debug)]
+struct Shared {
+    wakeup: Arc<Wakeup>,
+    stop: CancellationToken,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// The PostgreSQL transactional outbox: add events in your transaction; run
+/// [`ferry_core::OutboxRelay`] on it to publish them.
+///
+/// Cloning is cheap (clones share the pool and the notification listener). Each value made by
+/// [`PgOutbox::new`] has its own relay id, recorded in `locked_by` on the rows it claims.
+///
+/// ```no_run
+/// # use ferry_postgres::{PgOutbox, sqlx::PgPool};
+/// # use ferry_core::PublishOptions;
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize)]
+/// # struct OrderCreated { order_id: String }
+/// # impl ferry_core::IntegrationEvent for OrderCreated { const NAME: &'static str = "orders.order.created"; }
+/// # async fn demo(pool: PgPool) -> Result<(), Box<dyn std::error::Error>> {
+/// let outbox = PgOutbox::new(pool.clone()).with_source("orders");
+/// let mut tx = pool.begin().await?;
+/// let options = PublishOptions {
+///     partition_key: Some("order-1".into()),
+///     correlation_id: Some("checkout-42".into()),
+///     ..PublishOptions::default()
+/// };
+/// outbox.add_with(&mut *tx, &OrderCreated { order_id: "order-1".into() }, options).await?;
+/// tx.commit().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PgOutbox {
+    pool: PgPool,
+    options: PgOutboxOptions,
+    source: Option<Arc<str>>,
+    relay_id: Arc<str>,
+    shared: Arc<Shared>,
+}
+
+impl PgOutbox {
+    /// An outbox on `pool` with the default options. Run [`crate::migrate`] once first.
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            options: PgOutboxOptions::default(),
+            source: None,
+            relay_id: uuid_like().into(),
+            shared: Arc::new(Shared {
+                wakeup: Arc::new(Wakeup::default()),
+                stop: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Sets the options.
+    pub fn with_options(mut self, options: PgOutboxOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Sets the failed publishes after which a row is dead (at least 1).
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.options.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Sets the backoff between attempts of a failed row: `base`, doubling up to `max`.
+    pub fn with_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.options.base_backoff = base;
+        self.options.max_backoff = max.max(base);
+        self
+    }
+
+    /// Sets how long published rows are kept.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.options.retention = retention;
+        self
+    }
+
+    /// Sets the source (`ce-source`) of events added without one in their options.
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = Some(source.into().into());
+        self
+    }
+
+    /// The options.
+    pub fn options(&self) -> &PgOutboxOptions {
+        &self.options
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The id this outbox writes in `locked_by` when it claims rows.
+    pub fn relay_id(&self) -> &str {
+        &self.relay_id
+    }
+
+    /// Adds `event` in the caller's transaction, routed by its name; returns its id.
+    ///
+    /// Pass the transaction as `&mut *tx`: the row commits or rolls back with the caller's
+    /// other writes, and relays are notified when it commits.
+    pub async fn add<E: IntegrationEvent>(
+        &self,
+        conn: &mut PgConnection,
+        event: &E,
+    ) -> Result<String, OutboxError> {
+        self.add_with(conn, event, PublishOptions::default()).await
+    }
+
+    /// Adds `event` with options (routing key, id, correlation and causation ids, subject,
+    /// extra headers, partition key) in the caller's transaction; returns its id.
+    ///
+    /// The message is encoded now, once: the row holds exactly what will be sent. For an event
+    /// emitted by a handler, use [`PublishOptions::caused_by`].
+    pub async fn add_with<E: IntegrationEvent>(
+        &self,
+        conn: &mut PgConnection,
+        event: &E,
+        options: PublishOptions,
+    ) -> Result<String, OutboxError> {
+        let row = EncodedRow::from_event(event, options, self.source.as_deref())?;
+        insert(conn, row).await
+    }
+
+    /// Adds a message that is already encoded (its `message_id` is the row's id) in the
+    /// caller's transaction; returns its id.
+    pub async fn add_message(
+        &self,
+        conn: &mut PgConnection,
+        message: OutgoingMessage,
+        partition_key: Option<String>,
+    ) -> Result<String, OutboxError> {
+        let row = EncodedRow::from_message(message, partition_key)?;
+        insert(conn, row).await
+    }
+
+    /// Starts listening for notifications now rather than at the relay's first wait.
+    pub fn listen(&self) {
+        self.shared
+            .wakeup
+            .start_listener(&self.pool, self.shared.stop.clone());
+    }
+
+    fn wakeup(&self) -> &Wakeup {
+        &self.shared.wakeup
+    }
+}
+
+async fn insert(conn: &mut PgConnection, row: EncodedRow) -> Result<String, OutboxError> {
+    let result = sqlx::query(
+        "INSERT INTO ferry_outbox \
+         (id, event_type, exchange, routing_key, properties, headers, body, partition_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&row.id)
+    .bind(&row.event_type)
+    .bind(&row.exchange)
+    .bind(&row.routing_key)
+    .bind(&row.properties)
+    .bind(&row.headers)
+    .bind(&row.body)
+    .bind(&row.partition_key)
+    .execute(conn)
+    .await;
+    match result {
+        Ok(_) => Ok(row.id),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(OutboxError::Database(
+            format!(
+                "an outbox row with id `{}` already exists; event ids must be unique",
+                row.id
+            ),
+        )),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+/// A random id for this outbox's leases.
+fn uuid_like() -> String {
+    ferry_core::envelope::new_id()
+}

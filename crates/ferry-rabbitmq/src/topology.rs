@@ -1,0 +1,529 @@
+//! Topology: the events exchange, consumer queues and their bindings, the retry queues of
+//! DESIGN.md §3, the dead-letter exchange and queue; declared, or checked in passive mode.
+//!
+//! A declare that meets an existing queue or exchange with other arguments fails with
+//! [`TopologyError::Inequivalent`], which names the argument, what ferry asked for and what
+//! the broker has (read from the broker's `PRECONDITION_FAILED` reply).
+
+use std::{fmt, time::Duration};
+
+use ferry_core::QueueType;
+use lapin::{
+    Channel,
+    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    protocol::AMQPSoftError,
+    types::{AMQPValue, FieldTable, LongString, ShortString},
+};
+
+use crate::{
+    ExchangeKind, RabbitMqError, TopologyMode,
+    connection::with_timeout,
+    error::{is_connection_error, soft_error},
+};
+
+/// What kind of broker object a topology error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// An exchange.
+    Exchange,
+    /// A queue.
+    Queue,
+}
+
+impl fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Exchange => "exchange",
+            ObjectKind::Queue => "queue",
+        })
+    }
+}
+
+/// Why the topology could not be declared or checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopologyError {
+    /// The object exists with other arguments (the broker's `PRECONDITION_FAILED`).
+    #[error(
+        "{kind} `{name}` exists with different arguments: `{argument}` is {current} on the \
+         broker, but ferry asked for {requested} (ferry declares {declared}). Delete the {kind} \
+         or change ferry's configuration to match. The broker said: {reply}"
+    )]
+    Inequivalent {
+        /// Exchange or queue.
+        kind: ObjectKind,
+        /// Its name.
+        name: String,
+        /// The argument that differs (`x-queue-type`, `x-message-ttl`, `durable`, `type`, …).
+        argument: String,
+        /// The value ferry asked for, as the broker reports it.
+        requested: String,
+        /// The value the existing object has, as the broker reports it.
+        current: String,
+        /// Everything ferry asked for, `name=value` separated by commas.
+        declared: String,
+        /// The broker's reply text.
+        reply: String,
+    },
+    /// The object does not exist (a passive check, or a binding to a missing exchange).
+    #[error("{kind} `{name}` does not exist{hint}. The broker said: {reply}")]
+    NotFound {
+        /// Exchange or queue.
+        kind: ObjectKind,
+        /// Its name.
+        name: String,
+        /// What to do about it.
+        hint: String,
+        /// The broker's reply text.
+        reply: String,
+    },
+    /// The user may not declare or use the object.
+    #[error(
+        "the broker refused access to {kind} `{name}`: {reply}. Grant the user permissions on \
+         it, or declare the topology beforehand and use passive topology"
+    )]
+    AccessRefused {
+        /// Exchange or queue.
+        kind: ObjectKind,
+        /// Its name.
+        name: String,
+        /// The broker's reply text.
+        reply: String,
+    },
+    /// A name is longer than AMQP's 255 bytes.
+    #[error("{kind} name `{name}` is longer than 255 bytes")]
+    NameTooLong {
+        /// Exchange or queue.
+        kind: ObjectKind,
+        /// The name.
+        name: String,
+    },
+    /// Anything else.
+    #[error("cannot {action} {kind} `{name}`: {reason}")]
+    Failed {
+        /// What ferry tried (`declare`, `check`, `bind`).
+        action: &'static str,
+        /// Exchange or queue.
+        kind: ObjectKind,
+        /// Its name.
+        name: String,
+        /// The error.
+        reason: String,
+    },
+}
+
+/// A queue declaration, kept so errors can say what ferry asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct QueueDecl {
+    pub name: String,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: Vec<(String, Arg)>,
+}
+
+/// A queue argument value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Arg {
+    Str(String),
+    Int(i64),
+}
+
+impl fmt::Display for Arg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Arg::Str(s) => write!(f, "{s:?}"),
+            Arg::Int(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+impl QueueDecl {
+    /// A durable queue with no arguments.
+    pub fn durable(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            arguments: Vec::new(),
+        }
+    }
+
+    /// A consumer's queue: durable, classic or quorum.
+    pub fn consumer(name: impl Into<String>, queue_type: QueueType) -> Self {
+        let kind = match queue_type {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        };
+        Self::durable(name).arg("x-queue-type", Arg::Str(kind.into()))
+    }
+
+    /// The retry queue for `queue` and `delay` (DESIGN.md §3): durable, `x-message-ttl`, and
+    /// dead-lettering back to `queue` through the default exchange.
+    pub fn retry(queue: &str, delay: Duration) -> Self {
+        let ttl = delay_ms(delay);
+        Self::durable(retry_queue_name(queue, delay))
+            .arg("x-queue-type", Arg::Str("classic".into()))
+            .arg("x-message-ttl", Arg::Int(ttl as i64))
+            .arg("x-dead-letter-exchange", Arg::Str(String::new()))
+            .arg("x-dead-letter-routing-key", Arg::Str(queue.to_owned()))
+    }
+
+    fn arg(mut self, name: &str, value: Arg) -> Self {
+        self.arguments.push((name.to_owned(), value));
+        self
+    }
+
+    fn field_table(&self) -> FieldTable {
+        let mut table = FieldTable::default();
+        for (name, value) in &self.arguments {
+            let value = match value {
+                Arg::Str(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
+                Arg::Int(i) => AMQPValue::LongLongInt(*i),
+            };
+            // Argument names are ours and short.
+            if let Ok(key) = ShortString::try_new(name.as_str()) {
+                table.insert(key, value);
+            }
+        }
+        table
+    }
+
+    /// What ferry asks for, for error messages.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("durable={}", self.durable)];
+        if self.exclusive {
+            parts.push("exclusive=true".into());
+        }
+        if self.auto_delete {
+            parts.push("auto_delete=true".into());
+        }
+        parts.extend(self.arguments.iter().map(|(k, v)| format!("{k}={v}")));
+        parts.join(", ")
+    }
+}
+
+/// The delay in whole milliseconds (what the retry queue's name and TTL carry).
+pub fn delay_ms(delay: Duration) -> u64 {
+    u64::try_from(delay.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The name of the retry queue for `queue` and `delay`: `<queue>.retry.<delay_ms>`.
+///
+/// ```
+/// # use std::time::Duration;
+/// assert_eq!(
+///     ferry_rabbitmq::topology::retry_queue_name("inventory.order-created", Duration::from_secs(2)),
+///     "inventory.order-created.retry.2000"
+/// );
+/// ```
+pub fn retry_queue_name(queue: &str, delay: Duration) -> String {
+    format!("{queue}.retry.{}", delay_ms(delay))
+}
+
+pub(crate) fn short(kind: ObjectKind, name: &str) -> Result<ShortString, TopologyError> {
+    ShortString::try_new(name).map_err(|_| TopologyError::NameTooLong {
+        kind,
+        name: name.to_owned(),
+    })
+}
+
+/// Declares (or, passive, checks) an exchange: durable, of `kind`.
+pub(crate) async fn declare_exchange(
+    channel: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+    mode: TopologyMode,
+    timeout: Duration,
+) -> Result<(), RabbitMqError> {
+    if name.is_empty() {
+        return Ok(()); // the default exchange always exists
+    }
+    let exchange = short(ObjectKind::Exchange, name)?;
+    let passive = mode == TopologyMode::Passive;
+    let options = ExchangeDeclareOptions {
+        passive,
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let result = with_timeout(
+        format!("declare exchange `{name}`"),
+        timeout,
+        channel.exchange_declare(exchange, kind.to_lapin(), options, FieldTable::default()),
+    )
+    .await?;
+    result.map_err(|e| {
+        let declared = format!("type={kind}, durable=true");
+        classify(&e, ObjectKind::Exchange, name, passive, &declared)
+    })
+}
+
+/// Declares (or, passive, checks) a queue; returns its message and consumer counts.
+pub(crate) async fn declare_queue(
+    channel: &Channel,
+    decl: &QueueDecl,
+    mode: TopologyMode,
+    timeout: Duration,
+) -> Result<(u32, u32), RabbitMqError> {
+    let queue = short(ObjectKind::Queue, &decl.name)?;
+    let passive = mode == TopologyMode::Passive;
+    let options = QueueDeclareOptions {
+        passive,
+        durable: decl.durable,
+        exclusive: decl.exclusive,
+        auto_delete: decl.auto_delete,
+        nowait: false,
+    };
+    let arguments = if passive {
+        FieldTable::default()
+    } else {
+        decl.field_table()
+    };
+    let result = with_timeout(
+        format!("declare queue `{}`", decl.name),
+        timeout,
+        channel.queue_declare(queue, options, arguments),
+    )
+    .await?;
+    match result {
+        Ok(q) => Ok((q.message_count(), q.consumer_count())),
+        Err(e) => Err(classify(
+            &e,
+            ObjectKind::Queue,
+            &decl.name,
+            passive,
+            &decl.describe(),
+        )),
+    }
+}
+
+/// Checks that a queue exists and returns its message and consumer counts.
+pub(crate) async fn inspect_queue(
+    channel: &Channel,
+    name: &str,
+    timeout: Duration,
+) -> Result<(u32, u32), RabbitMqError> {
+    declare_queue(
+        channel,
+        &QueueDecl::durable(name),
+        TopologyMode::Passive,
+        timeout,
+    )
+    .await
+}
+
+/// Binds a queue to an exchange with a pattern (skipped in passive mode).
+pub(crate) async fn bind_queue(
+    channel: &Channel,
+    queue: &str,
+    exchange: &str,
+    pattern: &str,
+    mode: TopologyMode,
+    timeout: Duration,
+) -> Result<(), RabbitMqError> {
+    if mode == TopologyMode::Passive {
+        return Ok(());
+    }
+    let q = short(ObjectKind::Queue, queue)?;
+    let x = short(ObjectKind::Exchange, exchange)?;
+    let key = ShortString::try_new(pattern).map_err(|_| TopologyError::Failed {
+        action: "bind",
+        kind: ObjectKind::Queue,
+        name: queue.to_owned(),
+        reason: format!("binding pattern `{pattern}` is longer than 255 bytes"),
+    })?;
+    let result = with_timeout(
+        format!("bind queue `{queue}` to `{exchange}` with `{pattern}`"),
+        timeout,
+        channel.queue_bind(q, x, key, QueueBindOptions::default(), FieldTable::default()),
+    )
+    .await?;
+    result.map_err(|e| {
+        if is_connection_error(&e) {
+            return RabbitMqError::operation(format!("bind queue `{queue}`"), &e);
+        }
+        match soft_error(&e) {
+            Some((AMQPSoftError::NOTFOUND, reply)) => TopologyError::NotFound {
+                kind: ObjectKind::Exchange,
+                name: exchange.to_owned(),
+                hint: format!(" (binding queue `{queue}` to it)"),
+                reply,
+            }
+            .into(),
+            _ => TopologyError::Failed {
+                action: "bind",
+                kind: ObjectKind::Queue,
+                name: queue.to_owned(),
+                reason: format!("to exchange `{exchange}` with `{pattern}`: {e}"),
+            }
+            .into(),
+        }
+    })
+}
+
+fn classify(
+    error: &lapin::Error,
+    kind: ObjectKind,
+    name: &str,
+    passive: bool,
+    declared: &str,
+) -> RabbitMqError {
+    if is_connection_error(error) {
+        let action = if passive { "check" } else { "declare" };
+        return RabbitMqError::operation(format!("{action} {kind} `{name}`"), error);
+    }
+    let err = match soft_error(error) {
+        Some((AMQPSoftError::PRECONDITIONFAILED, reply)) => match parse_inequivalent(&reply) {
+            Some(diff) => TopologyError::Inequivalent {
+                kind,
+                name: name.to_owned(),
+                argument: diff.argument,
+                requested: diff.received,
+                current: diff.current,
+                declared: declared.to_owned(),
+                reply,
+            },
+            None => TopologyError::Failed {
+                action: "declare",
+                kind,
+                name: name.to_owned(),
+                reason: reply,
+            },
+        },
+        Some((AMQPSoftError::NOTFOUND, reply)) => TopologyError::NotFound {
+            kind,
+            name: name.to_owned(),
+            hint: if passive {
+                " (the topology is passive, so ferry only checks it); declare it beforehand or \
+                 switch to TopologyMode::Declare"
+                    .to_owned()
+            } else {
+                String::new()
+            },
+            reply,
+        },
+        Some((AMQPSoftError::ACCESSREFUSED, reply)) => TopologyError::AccessRefused {
+            kind,
+            name: name.to_owned(),
+            reply,
+        },
+        Some((_, reply)) => TopologyError::Failed {
+            action: if passive { "check" } else { "declare" },
+            kind,
+            name: name.to_owned(),
+            reason: reply,
+        },
+        None => TopologyError::Failed {
+            action: if passive { "check" } else { "declare" },
+            kind,
+            name: name.to_owned(),
+            reason: error.to_string(),
+        },
+    };
+    err.into()
+}
+
+/// One argument that differs, as RabbitMQ's `PRECONDITION_FAILED` reply names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Inequivalence {
+    pub argument: String,
+    pub received: String,
+    pub current: String,
+}
+
+/// Reads RabbitMQ's reply, e.g. `PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for
+/// queue 'q' in vhost '/': received 'quorum' but current is 'classic'`, or with values such as
+/// `the value '2000' of type 'long'` or `none`.
+pub(crate) fn parse_inequivalent(reply: &str) -> Option<Inequivalence> {
+    let after = reply.split_once("inequivalent arg '")?.1;
+    let (argument, rest) = after.split_once('\'')?;
+    let rest = rest.split_once("received ")?.1;
+    let (received, rest) = parse_value(rest)?;
+    let rest = rest.split_once("but current is ")?.1;
+    let (current, _) = parse_value(rest)?;
+    Some(Inequivalence {
+        argument: argument.to_owned(),
+        received,
+        current,
+    })
+}
+
+fn parse_value(s: &str) -> Option<(String, &str)> {
+    if let Some(rest) = s.strip_prefix("the value '") {
+        let (value, rest) = rest.split_once('\'')?;
+        let (ty, rest) = match rest.strip_prefix(" of type '") {
+            Some(r) => {
+                let (ty, r) = r.split_once('\'')?;
+                (Some(ty), r)
+            }
+            None => (None, rest),
+        };
+        let shown = match ty {
+            Some(ty) => format!("`{value}` ({ty})"),
+            None => format!("`{value}`"),
+        };
+        return Some((shown, rest));
+    }
+    if let Some(rest) = s.strip_prefix('\'') {
+        let (value, rest) = rest.split_once('\'')?;
+        return Some((format!("`{value}`"), rest));
+    }
+    if let Some(rest) = s.strip_prefix("none") {
+        return Some(("not set".to_owned(), rest));
+    }
+    let end = s.find(' ').unwrap_or(s.len());
+    Some((format!("`{}`", &s[..end]), &s[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_quoted_values() {
+        let d = parse_inequivalent(
+            "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'q' in vhost '/': \
+             received 'quorum' but current is 'classic'",
+        )
+        .unwrap();
+        assert_eq!(d.argument, "x-queue-type");
+        assert_eq!(d.received, "`quorum`");
+        assert_eq!(d.current, "`classic`");
+    }
+
+    #[test]
+    fn parses_typed_values_and_none() {
+        let d = parse_inequivalent(
+            "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q.retry.1000' in \
+             vhost '/': received the value '2000' of type 'long' but current is the value '1000' \
+             of type 'signedint'",
+        )
+        .unwrap();
+        assert_eq!(d.argument, "x-message-ttl");
+        assert_eq!(d.received, "`2000` (long)");
+        assert_eq!(d.current, "`1000` (signedint)");
+        let d = parse_inequivalent(
+            "PRECONDITION_FAILED - inequivalent arg 'x-message-ttl' for queue 'q' in vhost '/': \
+             received none but current is the value '1000' of type 'long'",
+        )
+        .unwrap();
+        assert_eq!(d.received, "not set");
+        assert_eq!(d.current, "`1000` (long)");
+    }
+
+    #[test]
+    fn other_replies_are_not_parsed() {
+        assert_eq!(parse_inequivalent("PRECONDITION_FAILED - unknown delivery tag 3"), None);
+    }
+
+    #[test]
+    fn retry_queue_declaration() {
+        let decl = QueueDecl::retry("q", Duration::from_millis(1500));
+        assert_eq!(decl.name, "q.retry.1500");
+        assert_eq!(
+            decl.describe(),
+            "durable=true, x-queue-type=\"classic\", x-message-ttl=1500, \
+             x-dead-letter-exchange=\"\", x-dead-letter-routing-key=\"q\""
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! How a message is stored in a row: routing key and exchange as columns, properties and
+//! headers as JSON, the body as bytes. Encoded once, when the event is added.
+
+use chrono::{DateTime, Utc};
+use ferry_core::{
+    Headers, IntegrationEvent, OutboxError, OutboxStatus, OutgoingMessage, Properties,
+    PublishOptions, WireMessage, codec,
+};
+use serde::Serialize;
+
+/// An event encoded for the outbox: the row's columns.
+pub(crate) struct EncodedRow {
+    pub id: String,
+    pub event_type: String,
+    pub exchange: Option<String>,
+    pub routing_key: String,
+    pub properties: serde_json::Value,
+    pub headers: serde_json::Value,
+    pub body: Vec<u8>,
+    pub partition_key: Option<String>,
+}
+
+impl EncodedRow {
+    /// Encodes `event` as `options` describe it.
+    pub fn from_event<E: IntegrationEvent>(
+        event: &E,
+        options: PublishOptions,
+        default_source: Option<&str>,
+    ) -> Result<Self, OutboxError> {
+        let envelope = options.envelope_for::<E>(default_source);
+        let message =
+            codec::encode(event, &envelope).map_err(|e| OutboxError::Encode(e.to_string()))?;
+        let routing_key = options.routing_key.unwrap_or_else(|| E::NAME.to_owned());
+        let mut outgoing = OutgoingMessage::new(routing_key, message);
+        // The row's key is the envelope's id, whatever the codec wrote.
+        outgoing.message.properties.message_id = Some(envelope.id.clone());
+        let mut row = Self::from_message(outgoing, options.partition_key)?;
+        row.event_type = envelope.event_type;
+        Ok(row)
+    }
+
+    /// Stores a message as it is.
+    pub fn from_message(
+        message: OutgoingMessage,
+        partition_key: Option<String>,
+    ) -> Result<Self, OutboxError> {
+        let id = message.id().to_owned();
+        if id.is_empty() {
+            return Err(OutboxError::Encode(
+                "the message has no message_id; set properties.message_id (the event id)".into(),
+            ));
+        }
+        let WireMessage {
+            properties,
+            headers,
+            body,
+        } = message.message;
+        let event_type = properties.kind.clone().unwrap_or_default();
+        Ok(Self {
+            id,
+            event_type,
+            exchange: message.exchange,
+            routing_key: message.routing_key,
+            properties: to_json(&properties)?,
+            headers: to_json(&headers)?,
+            body: body.to_vec(),
+            partition_key,
+        })
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, OutboxError> {
+    serde_json::to_value(value).map_err(|e| OutboxError::Encode(e.to_string()))
+}
+
+/// Rebuilds the message a row holds.
+pub(crate) fn decode_message(
+    id: &str,
+    exchange: Option<String>,
+    routing_key: String,
+    properties: serde_json::Value,
+    headers: serde_json::Value,
+    body: Vec<u8>,
+) -> Result<OutgoingMessage, OutboxError> {
+    let properties: Properties = serde_json::from_value(properties).map_err(|e| {
+        OutboxError::Database(format!("outbox row `{id}` has unreadable properties: {e}"))
+    })?;
+    let headers: Headers = serde_json::from_value(headers).map_err(|e| {
+        OutboxError::Database(format!("outbox row `{id}` has unreadable headers: {e}"))
+    })?;
+    Ok(OutgoingMessage {
+        exchange,
+        routing_key,
+        message: WireMessage {
+            properties,
+            headers,
+            body: body.into(),
+        },
+    })
+}
+
+/// Parses a stored status.
+pub(crate) fn parse_status(status: &str) -> Result<OutboxStatus, OutboxError> {
+    match status {
+        "pending" => Ok(OutboxStatus::Pending),
+        "published" => Ok(OutboxStatus::Published),
+        "dead" => Ok(OutboxStatus::Dead),
+        other => Err(OutboxError::Database(format!(
+            "unknown outbox status `{other}`"
+        ))),
+    }
+}
+
+/// An outbox row as an operator sees it (`ferry outbox list`): everything but the body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxRow {
+    /// The event id.
+    pub id: String,
+    /// The order rows were added.
+    pub seq: i64,
+    /// Pending, published or dead.
+    pub status: OutboxStatus,
+    /// Failed publish attempts.
+    pub attempts: u32,
+    /// The last publish error.
+    pub last_error: Option<String>,
+    /// The event type.
+    pub event_type: String,
+    /// The exchange (`None`: the publisher's).
+    pub exchange: Option<String>,
+    /// The routing key.
+    pub routing_key: String,
+    /// The partition key.
+    pub partition_key: Option<String>,
+    /// When the row was added.
+    pub created_at: DateTime<Utc>,
+    /// When the next attempt may run.
+    pub next_attempt_at: DateTime<Utc>,
+    /// When it was published.
+    pub published_at: Option<DateTime<Utc>>,
+    /// Until when a relay holds it.
+    pub locked_until: Option<DateTime<Utc>>,
+    /// The body's size in bytes.
+    pub body_bytes: i64,
+}

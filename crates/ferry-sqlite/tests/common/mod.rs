@@ -1,0 +1,261 @@
+//! Test support: a migrated throw-away database, an event type, and a publisher that records
+//! what it is given (and fails on demand).
+#![allow(dead_code)]
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use ferry_core::{
+    CancellationToken, IntegrationEvent, OutboxRelay, OutboxStore, OutgoingMessage, PublishError,
+    Publisher, RelayOptions,
+};
+use ferry_sqlite::{
+    SqliteOutbox,
+    sqlx::SqlitePool,
+};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+/// A migrated database file of its own, removed on close.
+pub struct TestDb {
+    pub pool: SqlitePool,
+    path: std::path::PathBuf,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        ferry_testkit::init_tracing();
+        let path = std::env::temp_dir().join(format!(
+            "{}.sqlite",
+            ferry_testkit::unique_ident("ferry_test")
+        ));
+        let pool = ferry_sqlite::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        ferry_sqlite::migrate(&pool).await.unwrap();
+        TestDb { pool, path }
+    }
+
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+
+    /// Another pool on the same database file.
+    pub async fn other_pool(&self, max: u32) -> SqlitePool {
+        ferry_sqlite::sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(max)
+            .connect_with(ferry_sqlite::connect_options(&self.url()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
+    }
+}
+
+/// The event the tests add.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemAdded {
+    pub n: u64,
+    pub partition: Option<String>,
+}
+
+impl IntegrationEvent for ItemAdded {
+    const NAME: &'static str = "tests.item.added";
+}
+
+impl ItemAdded {
+    pub fn new(n: u64) -> Self {
+        Self { n, partition: None }
+    }
+}
+
+/// Reads the `n` of a message's body.
+pub fn n_of(message: &OutgoingMessage) -> u64 {
+    let event: ItemAdded = serde_json::from_slice(&message.message.body).unwrap();
+    event.n
+}
+
+/// Adds `count` events, `per_tx` to a transaction; returns their ids in order.
+pub async fn add_many(
+    pool: &SqlitePool,
+    outbox: &SqliteOutbox,
+    count: u64,
+    per_tx: u64,
+    partition: impl Fn(u64) -> Option<String>,
+) -> Vec<String> {
+    let mut ids = Vec::with_capacity(count as usize);
+    let mut n = 0;
+    while n < count {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        for _ in 0..per_tx.min(count - n) {
+            let partition_key = partition(n);
+            let event = ItemAdded {
+                n,
+                partition: partition_key.clone(),
+            };
+            let options = ferry_core::PublishOptions {
+                partition_key,
+                ..Default::default()
+            };
+            ids.push(outbox.add_with(&mut *tx, &event, options).await.unwrap());
+            n += 1;
+        }
+        tx.commit().await.unwrap();
+    }
+    ids
+}
+
+#[derive(Debug, Default)]
+struct Recorder {
+    published: Mutex<Vec<OutgoingMessage>>,
+    unavailable: Mutex<bool>,
+    unroutable: Mutex<HashSet<String>>,
+    delay: Mutex<Duration>,
+    calls: AtomicUsize,
+}
+
+/// A publisher that records messages in the order it confirms them, and fails on demand:
+/// all messages `Unavailable` (the broker is down), or `Unroutable` for some routing keys.
+#[derive(Debug, Clone, Default)]
+pub struct RecordingPublisher {
+    inner: Arc<Recorder>,
+}
+
+impl RecordingPublisher {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn published(&self) -> Vec<OutgoingMessage> {
+        self.inner.published.lock().unwrap().clone()
+    }
+    pub fn count(&self) -> usize {
+        self.inner.published.lock().unwrap().len()
+    }
+    pub fn ids(&self) -> Vec<String> {
+        self.published().iter().map(|m| m.id().to_owned()).collect()
+    }
+    /// Publish calls so far (successful or not).
+    pub fn calls(&self) -> usize {
+        self.inner.calls.load(Ordering::SeqCst)
+    }
+    pub fn set_unavailable(&self, down: bool) {
+        *self.inner.unavailable.lock().unwrap() = down;
+    }
+    pub fn set_unroutable(&self, routing_key: &str, unroutable: bool) {
+        let mut keys = self.inner.unroutable.lock().unwrap();
+        if unroutable {
+            keys.insert(routing_key.to_owned());
+        } else {
+            keys.remove(routing_key);
+        }
+    }
+    pub fn set_delay(&self, delay: Duration) {
+        *self.inner.delay.lock().unwrap() = delay;
+    }
+}
+
+#[async_trait]
+impl Publisher for RecordingPublisher {
+    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
+        self.inner.calls.fetch_add(1, Ordering::SeqCst);
+        let delay = *self.inner.delay.lock().unwrap();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if *self.inner.unavailable.lock().unwrap() {
+            return Err(PublishError::Unavailable("connection refused".into()));
+        }
+        if self
+            .inner
+            .unroutable
+            .lock()
+            .unwrap()
+            .contains(&message.routing_key)
+        {
+            return Err(PublishError::Unroutable {
+                exchange: "tests".into(),
+                routing_key: message.routing_key.clone(),
+            });
+        }
+        self.inner.published.lock().unwrap().push(message);
+        Ok(())
+    }
+}
+
+/// Relay options for tests: short pauses.
+pub fn fast_relay() -> RelayOptions {
+    RelayOptions {
+        batch_size: 100,
+        lease: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(200),
+        min_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(200),
+        stats_interval: Duration::from_secs(5),
+    }
+}
+
+/// A relay running in the background until the token is cancelled.
+pub struct RunningRelay {
+    pub stop: CancellationToken,
+    pub task: JoinHandle<Result<(), ferry_core::RelayError>>,
+}
+
+impl RunningRelay {
+    pub fn spawn<S, P>(store: S, publisher: P, options: RelayOptions) -> RunningRelay
+    where
+        S: OutboxStore + 'static,
+        P: Publisher + 'static,
+    {
+        let stop = CancellationToken::new();
+        let relay = OutboxRelay::new(store, publisher).with_options(options);
+        let task = tokio::spawn(relay.run(stop.clone()));
+        RunningRelay { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Polls `check` every 20 ms until it holds; panics after `limit` (a liveness bound, not a
+/// speed check: the limits are generous).
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The status and attempts of a row.
+pub async fn status_of(pool: &SqlitePool, id: &str) -> (String, i32) {
+    ferry_sqlite::sqlx::query_as("SELECT status, attempts FROM ferry_outbox WHERE id = ?1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
