@@ -1,4 +1,5 @@
-//! Decoding: every form DESIGN.md §3 accepts, and every way a message fails.
+//! Decoding binary-mode and plain messages: every form DESIGN.md §3 accepts, and every way
+//! a message fails. Structured mode is in `codec_structured.rs`.
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -123,7 +124,10 @@ fn ce_prefix_wins_over_the_amqp_binding_prefixes() {
 fn time_is_read_as_an_amqp_timestamp_or_integer_milliseconds() {
     let expected = at("2024-05-01T12:00:00.123Z");
     let mut message = minimal("cloudEvents_");
-    message.set_header("cloudEvents_time", HeaderValue::Int(expected.timestamp_millis()));
+    message.set_header(
+        "cloudEvents_time",
+        HeaderValue::Int(expected.timestamp_millis()),
+    );
     assert_eq!(ok(&message).envelope.time, expected);
 
     message.set_header(
@@ -266,129 +270,6 @@ fn a_plain_message_without_type_is_a_decode_fault() {
     assert_fault(&message, FaultKind::Decode, "type");
 }
 
-// ---- structured mode ---------------------------------------------------------------------
-
-fn structured(json: &str) -> WireMessage {
-    WireMessage {
-        properties: Properties {
-            content_type: Some("application/cloudevents+json; charset=utf-8".into()),
-            ..Properties::default()
-        },
-        body: Bytes::from(json.to_owned()),
-        ..WireMessage::default()
-    }
-}
-
-#[test]
-fn structured_mode_reads_the_event_and_its_json_data() {
-    let message = structured(
-        r#"{"specversion":"1.0","id":"s-1","type":"orders.order.created","source":"/orders",
-            "time":"2024-05-01T12:00:00Z","datacontenttype":"application/json",
-            "eventversion":"2","correlationid":"c-1","causationid":"k-1","subject":"o/1",
-            "traceparent":"00-t-s-01","tenant":"acme","priority":5,"flag":false,
-            "data":{"orderId":"o-1"}}"#,
-    );
-    let decoded = ok(&message);
-    let e = &decoded.envelope;
-    assert_eq!(e.id, "s-1");
-    assert_eq!(e.event_type, "orders.order.created");
-    assert_eq!(e.source, "/orders");
-    assert_eq!(e.time, at("2024-05-01T12:00:00Z"));
-    assert_eq!(e.event_version, 2);
-    assert_eq!(e.correlation_id.as_deref(), Some("c-1"));
-    assert_eq!(e.causation_id.as_deref(), Some("k-1"));
-    assert_eq!(e.subject.as_deref(), Some("o/1"));
-    assert_eq!(e.traceparent.as_deref(), Some("00-t-s-01"));
-    assert_eq!(e.extensions.get("tenant").map(String::as_str), Some("acme"));
-    assert_eq!(e.extensions.get("priority").map(String::as_str), Some("5"));
-    assert_eq!(e.extensions.get("flag").map(String::as_str), Some("false"));
-    assert_eq!(e.extensions.len(), 3);
-    assert_eq!(&decoded.data[..], BODY);
-}
-
-#[test]
-fn structured_mode_reads_data_base64_numbers_and_no_data() {
-    // {"orderId":"o-1"} in base64; time as milliseconds; eventversion as a number.
-    let message = structured(
-        r#"{"specversion":"1.0","id":"s-1","type":"a.b.c","time":1714564800123,
-            "eventversion":3,"data_base64":"eyJvcmRlcklkIjoiby0xIn0="}"#,
-    );
-    let decoded = ok(&message);
-    assert_eq!(&decoded.data[..], BODY);
-    assert_eq!(decoded.envelope.time, at("2024-05-01T12:00:00.123Z"));
-    assert_eq!(decoded.envelope.event_version, 3);
-    assert_eq!(decoded.envelope.source, "");
-
-    let decoded = ok(&structured(
-        r#"{"specversion":"1.0","id":"s-1","type":"a.b.c"}"#,
-    ));
-    assert_eq!(&decoded.data[..], b"null");
-}
-
-#[test]
-fn structured_mode_falls_back_to_the_properties() {
-    let mut message = structured(r#"{"specversion":"1.0","type":"a.b.c","data":1}"#);
-    message.properties.message_id = Some("prop-id".into());
-    message.properties.app_id = Some("app".into());
-    let e = ok(&message).envelope;
-    assert_eq!((e.id.as_str(), e.source.as_str()), ("prop-id", "app"));
-}
-
-#[test]
-fn structured_mode_faults() {
-    for (json, kind, mentions) in [
-        (r#"{"id":"1","type":"a.b.c"}"#, FaultKind::Decode, "specversion"),
-        (
-            r#"{"specversion":"0.3","id":"1","type":"a.b.c"}"#,
-            FaultKind::Decode,
-            "0.3",
-        ),
-        (r#"{"specversion":"1.0","type":"a.b.c"}"#, FaultKind::MissingId, "id"),
-        (r#"{"specversion":"1.0","id":"1"}"#, FaultKind::Decode, "type"),
-        (r#"[1,2]"#, FaultKind::Decode, "JSON object"),
-        (r#"{"specversion":"1.0""#, FaultKind::Decode, "JSON"),
-        (
-            r#"{"specversion":"1.0","id":"1","type":"a.b.c","data":1,"data_base64":"MQ=="}"#,
-            FaultKind::Decode,
-            "both",
-        ),
-        (
-            r#"{"specversion":"1.0","id":"1","type":"a.b.c","data_base64":"!!"}"#,
-            FaultKind::Decode,
-            "base64",
-        ),
-        (
-            r#"{"specversion":"1.0","id":"1","type":"a.b.c","data_base64":"aGVsbG8="}"#,
-            FaultKind::Decode,
-            "JSON",
-        ),
-        (
-            r#"{"specversion":"1.0","id":"1","type":"a.b.c","datacontenttype":"text/plain","data":"hi"}"#,
-            FaultKind::Decode,
-            "text/plain",
-        ),
-        (
-            r#"{"specversion":"1.0","id":{"a":1},"type":"a.b.c"}"#,
-            FaultKind::Decode,
-            "id",
-        ),
-        (
-            r#"{"specversion":"1.0","id":"1","type":"a.b.c","eventversion":0}"#,
-            FaultKind::Decode,
-            "eventversion",
-        ),
-        (
-            r#"{"specversion":"1.0","id":"1","type":"a.b.c","time":"noon"}"#,
-            FaultKind::Decode,
-            "RFC 3339",
-        ),
-    ] {
-        let e = fault(&structured(json));
-        assert_eq!(e.kind, kind, "{json}: {e}");
-        assert!(e.message.contains(mentions), "{json}: {e}");
-    }
-}
-
 // ---- content type and body ---------------------------------------------------------------
 
 #[test]
@@ -423,7 +304,8 @@ fn a_byte_order_mark_is_dropped() {
 
 #[test]
 fn body_and_content_faults() {
-    let cases: Vec<(Box<dyn Fn(&mut WireMessage)>, &str)> = vec![
+    type Change = Box<dyn Fn(&mut WireMessage)>;
+    let cases: Vec<(Change, &str)> = vec![
         (
             Box::new(|m| m.properties.content_type = Some("text/plain".into())),
             "text/plain",
@@ -438,7 +320,10 @@ fn body_and_content_faults() {
             Box::new(|m| m.properties.content_encoding = Some("gzip".into())),
             "gzip",
         ),
-        (Box::new(|m| m.body = Bytes::from_static(b"{\"a\":")), "JSON"),
+        (
+            Box::new(|m| m.body = Bytes::from_static(b"{\"a\":")),
+            "JSON",
+        ),
         (Box::new(|m| m.body = Bytes::new()), "JSON"),
         (Box::new(|m| m.body = Bytes::from_static(b"hello")), "JSON"),
         (Box::new(|m| m.body = Bytes::from_static(b"{} {}")), "JSON"),

@@ -45,7 +45,10 @@ fn an_encoded_event_carries_exactly_the_contract_properties_and_headers() {
 
     let message = codec::encode(&event, &envelope).unwrap();
 
-    assert_eq!(&message.body[..], br#"{"orderId":"o-1","totalAmount":12.5}"#);
+    assert_eq!(
+        &message.body[..],
+        br#"{"orderId":"o-1","totalAmount":12.5}"#
+    );
     assert_eq!(
         message.properties,
         Properties {
@@ -137,13 +140,13 @@ fn a_time_before_1970_has_no_timestamp_property_but_round_trips() {
 fn extensions_travel_by_the_documented_rule_and_come_back() {
     let mut envelope = Envelope::new("a.b.c");
     for (name, value) in [
-        ("tenant", "acme"),          // a CloudEvents name → ce-tenant
-        ("Tenant-Id", "t-1"),        // not a CloudEvents name → plain header
-        ("id", "not-the-id"),        // an owned name → plain header, never the id
-        ("x-region", "eu"),          // a broker-style name → ce-x-region
-        ("ferry-note", "n"),         // a ferry-style name → ce-ferry-note
-        ("ce-subject", "not-it"),    // a prefixed owned name → ce-ce-subject
-        ("dataschema", "urn:s:1"),   // a CloudEvents attribute ferry has no field for
+        ("tenant", "acme"),        // a CloudEvents name → ce-tenant
+        ("Tenant-Id", "t-1"),      // not a CloudEvents name → plain header
+        ("id", "not-the-id"),      // an owned name → plain header, never the id
+        ("x-region", "eu"),        // a broker-style name → ce-x-region
+        ("ferry-note", "n"),       // a ferry-style name → ce-ferry-note
+        ("ce-subject", "not-it"),  // a prefixed owned name → ce-ce-subject
+        ("dataschema", "urn:s:1"), // a CloudEvents attribute ferry has no field for
     ] {
         envelope.extensions.insert(name.into(), value.into());
     }

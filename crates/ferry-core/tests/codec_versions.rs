@@ -91,11 +91,7 @@ fn decoded(event_type: &str, version: u32, data: Value) -> Decoded {
 }
 
 fn customer(version: u32, data: Value) -> Result<CustomerRegistered, DecodeError> {
-    codec::decode_event::<CustomerRegistered>(&decoded(
-        CustomerRegistered::NAME,
-        version,
-        data,
-    ))
+    codec::decode_event::<CustomerRegistered>(&decoded(CustomerRegistered::NAME, version, data))
 }
 
 fn expected(tier: &str) -> CustomerRegistered {
@@ -166,7 +162,10 @@ fn a_missing_upcaster_is_unsupported_and_names_the_missing_step() {
 fn an_upcaster_error_is_a_decode_fault_with_its_message() {
     let e = customer(1, json!({"nom": "Ada"})).unwrap_err();
     assert_eq!(e.kind, FaultKind::Decode);
-    assert!(e.message.contains("version 1 data has no `name` string"), "{e}");
+    assert!(
+        e.message.contains("version 1 data has no `name` string"),
+        "{e}"
+    );
     assert!(e.message.contains("from version 1 to 2"), "{e}");
 }
 
@@ -204,5 +203,8 @@ fn a_derived_event_decodes_from_its_own_encoding() {
     let message = codec::encode(&event, &Envelope::for_event::<OrderCreated>()).unwrap();
     let decoded = codec::decode(&message).unwrap();
     assert_eq!(decoded.envelope.event_version, 1);
-    assert_eq!(codec::decode_event::<OrderCreated>(&decoded).unwrap(), event);
+    assert_eq!(
+        codec::decode_event::<OrderCreated>(&decoded).unwrap(),
+        event
+    );
 }

@@ -97,7 +97,10 @@ impl ConnectionManager {
     pub fn reconnections(&self) -> u64 {
         match &*self.state.borrow() {
             LinkState::Up(link) => link.generation.saturating_sub(1),
-            _ => self.last_generation.load(std::sync::atomic::Ordering::Relaxed).saturating_sub(1),
+            _ => self
+                .last_generation
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .saturating_sub(1),
         }
     }
 
@@ -303,7 +306,8 @@ pub(crate) fn parse_uri(options: &RabbitMqOptions) -> Result<AMQPUri, RabbitMqEr
         reason: scrub(&e, url),
     })?;
     if uri.query.heartbeat.is_none() {
-        uri.query.heartbeat = Some(u16::try_from(options.heartbeat().as_secs()).unwrap_or(u16::MAX));
+        uri.query.heartbeat =
+            Some(u16::try_from(options.heartbeat().as_secs()).unwrap_or(u16::MAX));
     }
     if uri.query.connection_timeout.is_none() {
         uri.query.connection_timeout =

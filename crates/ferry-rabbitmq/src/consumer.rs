@@ -26,8 +26,7 @@ use lapin::message::Delivery as AmqpDelivery;
 use tokio_util::sync::CancellationToken;
 
 use ferry_core::{
-    ConsumerHandle, ConsumerSpec, Decision, Delivery, OutgoingMessage,
-    PublishError, RetryPolicy,
+    ConsumerHandle, ConsumerSpec, Decision, Delivery, OutgoingMessage, PublishError, RetryPolicy,
 };
 
 use crate::{
@@ -186,7 +185,10 @@ impl Worker for EventWorker {
                 error,
             } => {
                 tracing::debug!(queue = %self.spec.queue, delay_ms = delay.as_millis() as u64, next_attempt, error = %error, "scheduling a retry");
-                match self.publish_retry(&delivery, delay, next_attempt, &session).await {
+                match self
+                    .publish_retry(&delivery, delay, next_attempt, &session)
+                    .await
+                {
                     Ok(()) => runner::ack(&amqp.acker).await,
                     Err(e) => {
                         tracing::error!(queue = %self.spec.queue, error = %e, "could not publish the retry copy; requeueing the message");
@@ -249,16 +251,18 @@ impl EventWorker {
         let channel = match tokio::time::timeout(timeout, link.conn.create_channel()).await {
             Ok(Ok(channel)) => channel,
             Ok(Err(e)) => return Err(PublishError::Unavailable(e.to_string())),
-            Err(_) => return Err(PublishError::Unavailable("opening a channel timed out".into())),
+            Err(_) => {
+                return Err(PublishError::Unavailable(
+                    "opening a channel timed out".into(),
+                ));
+            }
         };
         let result = topology::declare_queue(&channel, decl, options.topology(), timeout).await;
         runner::close_channel(&channel).await;
-        result
-            .map(|_| ())
-            .map_err(|e| match e {
-                e if e.is_unavailable() => PublishError::Unavailable(e.to_string()),
-                e => PublishError::Other(e.to_string()),
-            })
+        result.map(|_| ()).map_err(|e| match e {
+            e if e.is_unavailable() => PublishError::Unavailable(e.to_string()),
+            e => PublishError::Other(e.to_string()),
+        })
     }
 
     async fn publish_dead_letter(

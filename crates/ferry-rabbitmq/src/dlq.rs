@@ -142,9 +142,13 @@ impl<'a> DeadLetterQueue<'a> {
             let count = self
                 .bus
                 .with_channel("purge a queue", |channel| async move {
-                    with_timeout("purge a queue", timeout, channel.queue_purge(name, QueuePurgeOptions::default()))
-                        .await?
-                        .map_err(|e| RabbitMqError::operation("purge a queue", &e))
+                    with_timeout(
+                        "purge a queue",
+                        timeout,
+                        channel.queue_purge(name, QueuePurgeOptions::default()),
+                    )
+                    .await?
+                    .map_err(|e| RabbitMqError::operation("purge a queue", &e))
                 })
                 .await?;
             return Ok(ReplayReport {
@@ -204,7 +208,12 @@ impl<'a> DeadLetterQueue<'a> {
     }
 
     async fn replay_one(&self, dead_letter: &DeadLetter) -> Result<(), String> {
-        let Some(queue) = dead_letter.fault.original_queue.clone().filter(|q| !q.is_empty()) else {
+        let Some(queue) = dead_letter
+            .fault
+            .original_queue
+            .clone()
+            .filter(|q| !q.is_empty())
+        else {
             return Err("the dead letter has no `ferry-original-queue` header".into());
         };
         let mut message = dead_letter.message.clone();
@@ -214,7 +223,10 @@ impl<'a> DeadLetterQueue<'a> {
             routing_key: queue,
             message,
         };
-        self.bus.publish_one(outgoing).await.map_err(|e| e.to_string())
+        self.bus
+            .publish_one(outgoing)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn get(&self, channel: &Channel) -> Result<Option<Got>, RabbitMqError> {

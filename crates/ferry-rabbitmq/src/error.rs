@@ -48,9 +48,9 @@ pub enum RabbitMqError {
         /// The timeout.
         timeout_ms: u64,
     },
-    /// The topology could not be declared or checked.
+    /// The topology could not be declared or checked (see [`RabbitMqError::topology`]).
     #[error(transparent)]
-    Topology(#[from] TopologyError),
+    Topology(Box<TopologyError>),
     /// A consumer's configuration is not usable.
     #[error("invalid consumer: {0}")]
     InvalidConsumer(String),
@@ -85,7 +85,21 @@ pub enum RabbitMqError {
     Closed,
 }
 
+impl From<TopologyError> for RabbitMqError {
+    fn from(error: TopologyError) -> Self {
+        RabbitMqError::Topology(Box::new(error))
+    }
+}
+
 impl RabbitMqError {
+    /// The topology error, if this is one.
+    pub fn topology(&self) -> Option<&TopologyError> {
+        match self {
+            RabbitMqError::Topology(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// Whether the connection being down is the cause (retrying later may succeed).
     pub fn is_unavailable(&self) -> bool {
         matches!(

@@ -244,6 +244,34 @@ impl RabbitMq {
         .await
     }
 
+    /// Removes every ready message from a queue; returns how many. A queue that does not
+    /// exist has nothing to purge: `Ok(0)`.
+    pub async fn purge_queue(&self, queue: &str) -> Result<u32, RabbitMqError> {
+        let name = topology::short(topology::ObjectKind::Queue, queue)?;
+        let timeout = self.options().operation_timeout();
+        let exists = self
+            .with_channel("inspect a queue", |channel| async move {
+                match topology::inspect_queue(&channel, queue, timeout).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if matches!(e.topology(), Some(TopologyError::NotFound { .. })) => {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        if !exists {
+            return Ok(0);
+        }
+        self.with_channel("purge a queue", |channel| async move {
+            channel
+                .queue_purge(name, lapin::options::QueuePurgeOptions::default())
+                .await
+                .map_err(|e| RabbitMqError::operation(format!("purge queue `{queue}`"), &e))
+        })
+        .await
+    }
+
     /// Deletes an exchange.
     pub async fn delete_exchange(&self, exchange: &str) -> Result<(), RabbitMqError> {
         let name = topology::short(topology::ObjectKind::Exchange, exchange)?;
@@ -251,9 +279,7 @@ impl RabbitMq {
             channel
                 .exchange_delete(name, lapin::options::ExchangeDeleteOptions::default())
                 .await
-                .map_err(|e| {
-                    RabbitMqError::operation(format!("delete exchange `{exchange}`"), &e)
-                })
+                .map_err(|e| RabbitMqError::operation(format!("delete exchange `{exchange}`"), &e))
         })
         .await
     }

@@ -83,11 +83,7 @@ pub(crate) async fn publish_batch(
         return Vec::new();
     }
     let n = messages.len();
-    let link = match ctx
-        .connection
-        .wait_up(ctx.reconnect_wait, None)
-        .await
-    {
+    let link = match ctx.connection.wait_up(ctx.reconnect_wait, None).await {
         Ok(link) => link,
         Err(WaitError::Unavailable(reason)) => {
             return vec![Err(unavailable(reason)); n];
@@ -97,8 +93,11 @@ pub(crate) async fn publish_batch(
     // A free channel if there is one (a lone publisher keeps reusing the same channel), else
     // wait for one in turn.
     let slots = &ctx.pool.slots;
-    let start =
-        ctx.pool.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % slots.len();
+    let start = ctx
+        .pool
+        .next
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        % slots.len();
     let free = (0..slots.len()).find_map(|i| slots[i].try_lock().ok());
     let mut slot = match free {
         Some(slot) => slot,
@@ -253,7 +252,8 @@ async fn publish_on(
     // attaches it to whichever confirm completed next), falling back to the carrier.
     let mut taken = vec![false; n];
     for (carrier, ret) in returned {
-        let target = matching_publish(&messages, &taken, &ret, ctx.default_exchange).unwrap_or(carrier);
+        let target =
+            matching_publish(&messages, &taken, &ret, ctx.default_exchange).unwrap_or(carrier);
         taken[target] = true;
         let m = &messages[target];
         let exchange = m.exchange.as_deref().unwrap_or(ctx.default_exchange);
@@ -273,7 +273,13 @@ fn matching_publish(
     ret: &BasicReturnMessage,
     default_exchange: &str,
 ) -> Option<usize> {
-    let id = ret.delivery.properties.message_id().as_ref()?.as_str().to_owned();
+    let id = ret
+        .delivery
+        .properties
+        .message_id()
+        .as_ref()?
+        .as_str()
+        .to_owned();
     messages.iter().enumerate().position(|(i, m)| {
         !taken[i]
             && m.id() == id
@@ -286,8 +292,9 @@ fn prepare(
     exchange: &str,
     m: &OutgoingMessage,
 ) -> Result<(ShortString, ShortString, BasicProperties), PublishError> {
-    let exchange_s = ShortString::try_new(exchange)
-        .map_err(|_| PublishError::Other(format!("exchange `{exchange}` is longer than 255 bytes")))?;
+    let exchange_s = ShortString::try_new(exchange).map_err(|_| {
+        PublishError::Other(format!("exchange `{exchange}` is longer than 255 bytes"))
+    })?;
     let key = ShortString::try_new(m.routing_key.as_str()).map_err(|_| {
         PublishError::Other(format!(
             "routing key `{}…` is longer than 255 bytes",

@@ -24,6 +24,7 @@ use ferry_core::ConsumerHandle;
 use crate::{
     RabbitMq, RabbitMqError,
     connection::{Link, WaitError, with_timeout},
+    error::is_connection_error,
     topology::{ObjectKind, short},
 };
 
@@ -41,7 +42,10 @@ pub(crate) struct Session {
 
 impl Session {
     pub fn is_declared(&self, name: &str) -> bool {
-        self.declared.lock().map(|d| d.contains(name)).unwrap_or(false)
+        self.declared
+            .lock()
+            .map(|d| d.contains(name))
+            .unwrap_or(false)
     }
 
     pub fn mark_declared(&self, name: &str, declared: bool) {
@@ -92,9 +96,13 @@ async fn open_session<W: Worker>(
 ) -> Result<(Arc<Session>, Consumer), RabbitMqError> {
     let timeout = worker.bus().options().operation_timeout();
     let queue = short(ObjectKind::Queue, worker.queue())?;
-    let channel = with_timeout("open a consumer channel", timeout, link.conn.create_channel())
-        .await?
-        .map_err(|e| RabbitMqError::operation("open a consumer channel", &e))?;
+    let channel = with_timeout(
+        "open a consumer channel",
+        timeout,
+        link.conn.create_channel(),
+    )
+    .await?
+    .map_err(|e| RabbitMqError::operation("open a consumer channel", &e))?;
     let prefix: String = worker.queue().chars().take(180).collect();
     let tag = format!("ferry.{prefix}.{}", uuid::Uuid::new_v4().simple());
     let session = Arc::new(Session {
@@ -155,7 +163,16 @@ async fn run<W: Worker>(
     let mut tasks = JoinSet::new();
     let options = worker.bus().options().clone();
     'sessions: loop {
-        match consume(&worker, &cancel, &session, &mut consumer, &semaphore, &mut tasks).await {
+        match consume(
+            &worker,
+            &cancel,
+            &session,
+            &mut consumer,
+            &semaphore,
+            &mut tasks,
+        )
+        .await
+        {
             SessionEnd::Cancelled => {
                 graceful_stop(&worker, &session, &mut consumer, &mut tasks, &cancel).await;
                 break 'sessions;
@@ -184,7 +201,11 @@ async fn run<W: Worker>(
                 Ok((s, c)) => {
                     session = s;
                     consumer = c;
-                    tracing::info!(queue = worker.queue(), generation = link.generation, "consumer resumed");
+                    tracing::info!(
+                        queue = worker.queue(),
+                        generation = link.generation,
+                        "consumer resumed"
+                    );
                     metrics::counter!("ferry_rabbitmq_consumer_resumed_total", "queue" => worker.queue().to_owned())
                         .increment(1);
                     break;
@@ -285,7 +306,11 @@ async fn graceful_stop<W: Worker>(
     cancel: &CancellationToken,
 ) {
     let timeout = worker.bus().options().operation_timeout();
-    tracing::info!(queue = worker.queue(), in_flight = tasks.len(), "consumer stopping");
+    tracing::info!(
+        queue = worker.queue(),
+        in_flight = tasks.len(),
+        "consumer stopping"
+    );
     if let Ok(tag) = ShortString::try_new(session.tag.as_str()) {
         match tokio::time::timeout(
             timeout,
@@ -298,13 +323,10 @@ async fn graceful_stop<W: Worker>(
             Ok(Ok(())) => {
                 // Deliveries that were already on their way: requeue them (handle them under
                 // auto-ack), until the stream ends after the cancel-ok.
-                loop {
-                    match tokio::time::timeout(Duration::from_secs(2), consumer.next()).await {
-                        Ok(Some(Ok(delivery))) => {
-                            settle_unstarted(&**worker, delivery, session, cancel, tasks).await;
-                        }
-                        Ok(Some(Err(_)) | None) | Err(_) => break,
-                    }
+                while let Ok(Some(Ok(delivery))) =
+                    tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
+                {
+                    settle_unstarted(&**worker, delivery, session, cancel, tasks).await;
                 }
             }
             Ok(Err(e)) => {
@@ -337,6 +359,9 @@ pub(crate) async fn ack(acker: &Acker) {
         Ok(false) => {
             tracing::debug!("ack skipped: the channel is gone, the broker will redeliver")
         }
+        Err(e) if is_connection_error(&e) => {
+            tracing::debug!(error = %e, "ack failed with the connection; the broker will redeliver")
+        }
         Err(e) => tracing::warn!(error = %e, "ack failed; the broker will redeliver"),
     }
 }
@@ -349,6 +374,9 @@ pub(crate) async fn nack_requeue(acker: &Acker) {
     };
     match acker.nack(options).await {
         Ok(_) => {}
+        Err(e) if is_connection_error(&e) => {
+            tracing::debug!(error = %e, "nack failed with the connection; the broker will redeliver")
+        }
         Err(e) => tracing::warn!(error = %e, "nack failed; the broker will redeliver"),
     }
 }

@@ -221,10 +221,13 @@ pub fn retry_queue_name(queue: &str, delay: Duration) -> String {
     format!("{queue}.retry.{}", delay_ms(delay))
 }
 
-pub(crate) fn short(kind: ObjectKind, name: &str) -> Result<ShortString, TopologyError> {
-    ShortString::try_new(name).map_err(|_| TopologyError::NameTooLong {
-        kind,
-        name: name.to_owned(),
+pub(crate) fn short(kind: ObjectKind, name: &str) -> Result<ShortString, RabbitMqError> {
+    ShortString::try_new(name).map_err(|_| {
+        TopologyError::NameTooLong {
+            kind,
+            name: name.to_owned(),
+        }
+        .into()
     })
 }
 
@@ -335,7 +338,13 @@ pub(crate) async fn bind_queue(
     let result = with_timeout(
         format!("bind queue `{queue}` to `{exchange}` with `{pattern}`"),
         timeout,
-        channel.queue_bind(q, x, key, QueueBindOptions::default(), FieldTable::default()),
+        channel.queue_bind(
+            q,
+            x,
+            key,
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        ),
     )
     .await?;
     result.map_err(|e| {
@@ -513,7 +522,10 @@ mod tests {
 
     #[test]
     fn other_replies_are_not_parsed() {
-        assert_eq!(parse_inequivalent("PRECONDITION_FAILED - unknown delivery tag 3"), None);
+        assert_eq!(
+            parse_inequivalent("PRECONDITION_FAILED - unknown delivery tag 3"),
+            None
+        );
     }
 
     #[test]

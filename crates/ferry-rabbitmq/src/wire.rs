@@ -215,12 +215,19 @@ mod tests {
             ("c", AMQPValue::ShortInt(-300), HeaderValue::Int(-300)),
             ("d", AMQPValue::ShortUInt(60000), HeaderValue::Int(60000)),
             ("e", AMQPValue::LongInt(-70000), HeaderValue::Int(-70000)),
-            ("f", AMQPValue::LongUInt(4_000_000_000), HeaderValue::Int(4_000_000_000)),
+            (
+                "f",
+                AMQPValue::LongUInt(4_000_000_000),
+                HeaderValue::Int(4_000_000_000),
+            ),
             ("g", AMQPValue::LongLongInt(-5), HeaderValue::Int(-5)),
             ("h", AMQPValue::Float(0.5), HeaderValue::Float(0.5)),
             (
                 "i",
-                AMQPValue::DecimalValue(DecimalValue { scale: 2, value: 150 }),
+                AMQPValue::DecimalValue(DecimalValue {
+                    scale: 2,
+                    value: 150,
+                }),
                 HeaderValue::Float(1.5),
             ),
             ("j", AMQPValue::ShortString("short".into()), "short".into()),

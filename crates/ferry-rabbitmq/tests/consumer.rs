@@ -60,7 +60,9 @@ async fn events_are_handled_acked_and_dispatched_by_type() {
         assert_eq!(ctx.attempt(), 1);
         assert_eq!(ctx.routing_key(), "orders.order.created");
     }
-    let (event, ctx) = recv_n(&mut stock, 1, Duration::from_secs(10)).await.remove(0);
+    let (event, ctx) = recv_n(&mut stock, 1, Duration::from_secs(10))
+        .await
+        .remove(0);
     assert_eq!(event.order_id, "o-1");
     assert_eq!(ctx.message_id(), id);
 
@@ -71,7 +73,9 @@ async fn events_are_handled_acked_and_dispatched_by_type() {
         n: u32,
     }
     let unknown = env.bus.publish(&InvoiceCreated { n: 1 }).await.unwrap();
-    let dl = recv_n(&mut dead, 1, Duration::from_secs(10)).await.remove(0);
+    let dl = recv_n(&mut dead, 1, Duration::from_secs(10))
+        .await
+        .remove(0);
     assert_eq!(dl.fault.kind, FaultKind::UnknownType);
     assert_eq!(dl.message_id(), Some(unknown.as_str()));
     assert_eq!(dl.routing_key, "billing.invoice.created");
@@ -107,7 +111,9 @@ async fn retries_come_back_after_their_delays_then_dead_letter_with_every_fault_
         .unwrap();
 
     let id = env.bus.publish(&order(1)).await.unwrap();
-    let dl = recv_n(&mut dead, 1, Duration::from_secs(30)).await.remove(0);
+    let dl = recv_n(&mut dead, 1, Duration::from_secs(30))
+        .await
+        .remove(0);
 
     let seen = seen.lock().unwrap().clone();
     let attempts: Vec<u32> = seen.iter().map(|(a, _)| *a).collect();
@@ -127,21 +133,47 @@ async fn retries_come_back_after_their_delays_then_dead_letter_with_every_fault_
     assert_eq!(dl.fault.attempts, 4);
     assert!(dl.fault.message.contains("the warehouse is closed"));
     assert_eq!(dl.fault.original_queue.as_deref(), Some(queue.as_str()));
-    assert_eq!(dl.fault.original_exchange.as_deref(), Some(env.exchange.as_str()));
-    assert_eq!(dl.fault.original_routing_key.as_deref(), Some("orders.order.created"));
+    assert_eq!(
+        dl.fault.original_exchange.as_deref(),
+        Some(env.exchange.as_str())
+    );
+    assert_eq!(
+        dl.fault.original_routing_key.as_deref(),
+        Some("orders.order.created")
+    );
     let h = &dl.message.headers;
     assert_eq!(h[headers::FAULT_KIND], HeaderValue::from("handler"));
     assert_eq!(h[headers::FAULT_ATTEMPTS], HeaderValue::Int(4));
-    assert!(h[headers::FAULT_MESSAGE].as_str().unwrap().contains("warehouse"));
+    assert!(
+        h[headers::FAULT_MESSAGE]
+            .as_str()
+            .unwrap()
+            .contains("warehouse")
+    );
     let at = h[headers::FAULT_AT].as_str().unwrap();
     assert!(chrono::DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
-    assert_eq!(h[headers::ORIGINAL_QUEUE], HeaderValue::from(queue.as_str()));
-    assert_eq!(h[headers::ORIGINAL_EXCHANGE], HeaderValue::from(env.exchange.as_str()));
-    assert_eq!(h[headers::ORIGINAL_ROUTING_KEY], HeaderValue::from("orders.order.created"));
+    assert_eq!(
+        h[headers::ORIGINAL_QUEUE],
+        HeaderValue::from(queue.as_str())
+    );
+    assert_eq!(
+        h[headers::ORIGINAL_EXCHANGE],
+        HeaderValue::from(env.exchange.as_str())
+    );
+    assert_eq!(
+        h[headers::ORIGINAL_ROUTING_KEY],
+        HeaderValue::from("orders.order.created")
+    );
     assert_eq!(h[headers::ATTEMPT], HeaderValue::Int(4));
     // Everything the message carried is kept.
-    assert_eq!(dl.envelope.as_ref().map(|e| e.id.as_str()), Some(id.as_str()));
-    assert_eq!(dl.message.header_str("ce-type"), Some("orders.order.created"));
+    assert_eq!(
+        dl.envelope.as_ref().map(|e| e.id.as_str()),
+        Some(id.as_str())
+    );
+    assert_eq!(
+        dl.message.header_str("ce-type"),
+        Some("orders.order.created")
+    );
 
     // The retry queues follow §3: TTL and dead-lettering back to the queue.
     for ms in [200, 400, 800] {
@@ -179,7 +211,9 @@ async fn a_permanent_failure_skips_the_retries() {
         .await
         .unwrap();
     env.bus.publish(&order(1)).await.unwrap();
-    let dl = recv_n(&mut dead, 1, Duration::from_secs(10)).await.remove(0);
+    let dl = recv_n(&mut dead, 1, Duration::from_secs(10))
+        .await
+        .remove(0);
     assert_eq!(dl.fault.kind, FaultKind::Handler);
     assert_eq!(dl.fault.attempts, 1);
     assert!(dl.fault.message.contains("negative"));
@@ -218,9 +252,15 @@ async fn a_panicking_handler_dead_letters_as_panic_and_the_consumer_goes_on() {
     for i in 0..6 {
         env.bus.publish(&order(i)).await.unwrap();
     }
-    let dl = recv_n(&mut dead, 1, Duration::from_secs(10)).await.remove(0);
+    let dl = recv_n(&mut dead, 1, Duration::from_secs(10))
+        .await
+        .remove(0);
     assert_eq!(dl.fault.kind, FaultKind::Panic);
-    assert!(dl.fault.message.contains("boom on o-3"), "{}", dl.fault.message);
+    assert!(
+        dl.fault.message.contains("boom on o-3"),
+        "{}",
+        dl.fault.message
+    );
     let got: HashSet<String> = recv_n(&mut handled, 5, Duration::from_secs(10))
         .await
         .into_iter()
@@ -300,7 +340,10 @@ async fn graceful_shutdown_mid_stream_loses_nothing_and_leaves_nothing_unacked()
     let second = finished2.lock().unwrap().clone();
     let a: HashSet<_> = first.iter().cloned().collect();
     let b: HashSet<_> = second.iter().cloned().collect();
-    assert!(a.is_disjoint(&b), "a message handled before shutdown came back");
+    assert!(
+        a.is_disjoint(&b),
+        "a message handled before shutdown came back"
+    );
     assert_eq!(a.len() + b.len(), total);
     assert_quiet(&mut dead, Duration::from_millis(200)).await;
     dl_handle.shutdown().await;

@@ -94,7 +94,8 @@ async fn each_poison_message_is_dead_lettered_with_its_kind_and_the_stream_goes_
     push(case("id-as-table", m), FaultKind::Decode);
 
     let mut m = valid(109);
-    m.headers.insert("ce-specversion".into(), HeaderValue::Array(vec![]));
+    m.headers
+        .insert("ce-specversion".into(), HeaderValue::Array(vec![]));
     push(case("specversion-as-array", m), FaultKind::Decode);
 
     let mut m = valid(110);

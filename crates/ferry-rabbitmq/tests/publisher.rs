@@ -49,7 +49,10 @@ async fn every_envelope_field_survives_the_round_trip() {
     assert_eq!(got.exchange, env.exchange);
     let m = &got.message;
     // The properties of DESIGN.md §3.
-    assert_eq!(m.properties.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        m.properties.content_type.as_deref(),
+        Some("application/json")
+    );
     assert_eq!(m.properties.delivery_mode, Some(2));
     assert_eq!(m.properties.message_id.as_deref(), Some(id.as_str()));
     assert_eq!(m.properties.kind.as_deref(), Some("orders.order.created"));
@@ -160,14 +163,21 @@ async fn topic_patterns_route_as_rabbitmq_does() {
     }
     for (p, sub) in &mut subs {
         let pattern = BindingPattern::new(*p).unwrap();
-        let expected: Vec<&str> = keys.iter().copied().filter(|k| pattern.matches(k)).collect();
+        let expected: Vec<&str> = keys
+            .iter()
+            .copied()
+            .filter(|k| pattern.matches(k))
+            .collect();
         let mut got = Vec::new();
         for _ in 0..expected.len() {
             got.push(next(sub).await.routing_key);
         }
         assert_eq!(got, expected, "pattern `{p}`");
         let extra = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
-        assert!(extra.is_err(), "pattern `{p}` got more than ferry's matcher says");
+        assert!(
+            extra.is_err(),
+            "pattern `{p}` got more than ferry's matcher says"
+        );
     }
     for (_, sub) in subs {
         sub.close().await;
@@ -239,7 +249,13 @@ async fn a_confirm_that_never_comes_times_out() {
     let started = std::time::Instant::now();
     let err = bus.publish(&order(2)).await.unwrap_err();
     assert!(
-        matches!(err, PublishError::ConfirmTimeout { timeout_ms: 800, .. }),
+        matches!(
+            err,
+            PublishError::ConfirmTimeout {
+                timeout_ms: 800,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(started.elapsed() >= Duration::from_millis(800));
@@ -285,7 +301,10 @@ async fn publishing_while_the_broker_is_unreachable_is_unavailable() {
     let mut sub = bus.subscribe(&["#"]).await.unwrap();
     let id = bus.publish(&order(3)).await.unwrap();
     let got = next(&mut sub).await;
-    assert_eq!(got.message.properties.message_id.as_deref(), Some(id.as_str()));
+    assert_eq!(
+        got.message.properties.message_id.as_deref(),
+        Some(id.as_str())
+    );
     sub.close().await;
     bus.close().await;
 }

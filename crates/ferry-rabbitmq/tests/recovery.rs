@@ -111,7 +111,11 @@ async fn publisher_and_consumer_recover_from_cut_connections_and_every_event_is_
                     match r {
                         Ok(()) => confirmed_at.lock().unwrap().push(Instant::now()),
                         Err(e) => {
-                            let kind = format!("{e:?}").split(['(', ' ', '{']).next().unwrap_or("").to_owned();
+                            let kind = format!("{e:?}")
+                                .split(['(', ' ', '{'])
+                                .next()
+                                .unwrap_or("")
+                                .to_owned();
                             *errors.entry(kind).or_default() += 1;
                             pending.push(i);
                             failed = true;
@@ -213,10 +217,21 @@ async fn recovery(
             reconnected = Some(Instant::now());
         }
         if handled.is_none() {
-            handled = seen.lock().unwrap().times.iter().copied().find(|t| *t > from + Duration::from_millis(50));
+            handled = seen
+                .lock()
+                .unwrap()
+                .times
+                .iter()
+                .copied()
+                .find(|t| *t > from + Duration::from_millis(50));
         }
         if confirmed.is_none() {
-            confirmed = confirmed_at.lock().unwrap().iter().copied().find(|t| *t > from + Duration::from_millis(50));
+            confirmed = confirmed_at
+                .lock()
+                .unwrap()
+                .iter()
+                .copied()
+                .find(|t| *t > from + Duration::from_millis(50));
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

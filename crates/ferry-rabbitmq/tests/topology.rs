@@ -37,8 +37,8 @@ async fn a_queue_with_other_arguments_names_the_argument_and_both_values() {
         .start()
         .await
         .unwrap_err();
-    match &err {
-        RabbitMqError::Topology(TopologyError::Inequivalent {
+    match err.topology() {
+        Some(TopologyError::Inequivalent {
             kind,
             name,
             argument,
@@ -67,13 +67,12 @@ async fn a_queue_with_other_arguments_names_the_argument_and_both_values() {
 #[tokio::test]
 async fn an_exchange_of_another_type_is_reported() {
     let env = Env::new("topo-xtype").await;
-    let err = RabbitMq::connect(
-        common::options(&env.exchange).with_exchange_kind(ExchangeKind::Fanout),
-    )
-    .await
-    .unwrap_err();
-    match err {
-        RabbitMqError::Topology(TopologyError::Inequivalent {
+    let err =
+        RabbitMq::connect(common::options(&env.exchange).with_exchange_kind(ExchangeKind::Fanout))
+            .await
+            .unwrap_err();
+    match err.topology() {
+        Some(TopologyError::Inequivalent {
             kind: ObjectKind::Exchange,
             argument,
             requested,
@@ -95,8 +94,8 @@ async fn passive_mode_only_checks_and_names_what_is_missing() {
     let err = RabbitMq::connect(common::options(&missing).with_topology(TopologyMode::Passive))
         .await
         .unwrap_err();
-    match &err {
-        RabbitMqError::Topology(TopologyError::NotFound { kind, name, .. }) => {
+    match err.topology() {
+        Some(TopologyError::NotFound { kind, name, .. }) => {
             assert_eq!(*kind, ObjectKind::Exchange);
             assert_eq!(name, &missing);
         }
@@ -122,7 +121,7 @@ async fn passive_mode_only_checks_and_names_what_is_missing() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, RabbitMqError::Topology(TopologyError::NotFound { kind: ObjectKind::Queue, name, .. }) if *name == queue),
+        matches!(err.topology(), Some(TopologyError::NotFound { kind: ObjectKind::Queue, name, .. }) if *name == queue),
         "{err:?}"
     );
     // Passive mode declared nothing.
@@ -155,7 +154,10 @@ async fn a_wrong_password_is_a_clear_error_without_the_password() {
     assert!(matches!(err, RabbitMqError::Connect { .. }), "{err:?}");
     assert!(!text.contains("not-the-password-xyz"), "{text}");
     assert!(!format!("{err:?}").contains("not-the-password-xyz"));
-    assert!(text.contains("amqp://guest:***@127.0.0.1:5672/%2f"), "{text}");
+    assert!(
+        text.contains("amqp://guest:***@127.0.0.1:5672/%2f"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -109,17 +109,17 @@ pub fn extension_header(name: &str) -> String {
     }
 }
 
-/// A short name for the kind of a header value, for error messages.
+/// The kind of a header value with its article (`an integer`), for error messages.
 pub fn kind_of(value: &HeaderValue) -> &'static str {
     match value {
-        HeaderValue::String(_) => "string",
-        HeaderValue::Bytes(_) => "byte array",
-        HeaderValue::Bool(_) => "boolean",
-        HeaderValue::Int(_) => "integer",
-        HeaderValue::Float(_) => "float",
-        HeaderValue::Timestamp(_) => "timestamp",
-        HeaderValue::Array(_) => "array",
-        HeaderValue::Table(_) => "table",
+        HeaderValue::String(_) => "a string",
+        HeaderValue::Bytes(_) => "a byte array",
+        HeaderValue::Bool(_) => "a boolean",
+        HeaderValue::Int(_) => "an integer",
+        HeaderValue::Float(_) => "a float",
+        HeaderValue::Timestamp(_) => "a timestamp",
+        HeaderValue::Array(_) => "an array",
+        HeaderValue::Table(_) => "a table",
         HeaderValue::Void => "void",
     }
 }
@@ -142,7 +142,7 @@ pub fn text(attribute: &str, value: &HeaderValue) -> Result<Option<String>, Deco
         HeaderValue::Int(i) => Ok(Some(i.to_string())),
         HeaderValue::Void => Ok(None),
         other => Err(decode_fault(format!(
-            "attribute `{attribute}` is a {}; CloudEvents attributes travel as strings",
+            "attribute `{attribute}` is {}; CloudEvents attributes travel as strings",
             kind_of(other)
         ))),
     }

@@ -43,7 +43,8 @@
 //!   values as strings, UTF-8 byte arrays or integers; `time` also as an AMQP timestamp
 //!   (seconds) or an integer of milliseconds; `eventversion` also as an integer;
 //! - structured mode (`content_type = application/cloudevents+json`): the whole event as a JSON
-//!   object, with `data` (JSON) or `data_base64`, and `specversion` required;
+//!   object, with `data` (JSON) or `data_base64`, and `specversion` required (CloudEvents
+//!   headers are then ignored; plain headers still become extensions, the body's win);
 //! - plain messages: the `message_id`, `type`, `app_id`, `timestamp` and `correlation_id`
 //!   properties. The properties are also the fallback for a CloudEvents message's missing
 //!   attributes; headers win. With no time anywhere the time is now, with no source it is `""`.

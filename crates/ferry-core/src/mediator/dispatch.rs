@@ -4,10 +4,11 @@
 use std::{
     any::{Any, TypeId, type_name},
     fmt,
+    future::Future,
     sync::Arc,
 };
 
-use futures::StreamExt;
+use futures::{StreamExt, future::BoxFuture};
 
 use super::{
     AnyRequest, MediatorBuilder, MediatorError, Notification, PublishStrategy, RequestContext,
@@ -67,7 +68,23 @@ pub(crate) struct RequestRoute<R: Request> {
 }
 
 impl<R: Request> RequestRoute<R> {
+    /// The path with behaviors or a cancellation token.
     async fn dispatch(&self, request: R, ctx: RequestContext) -> Result<R::Output, MediatorError> {
+        match ctx.cancellation().cloned() {
+            None => self.run(request, ctx).await,
+            Some(token) => {
+                tokio::select! {
+                    biased;
+                    () = token.cancelled() => Err(MediatorError::Cancelled {
+                        request: self.info.type_name,
+                    }),
+                    result = self.run(request, ctx) => result,
+                }
+            }
+        }
+    }
+
+    async fn run(&self, request: R, ctx: RequestContext) -> Result<R::Output, MediatorError> {
         match &self.pipeline {
             None => self.handler.call(request, ctx).await,
             Some(pipeline) => {
@@ -100,35 +117,37 @@ impl Mediator {
     /// [`MediatorError::NoHandler`] when no handler is registered for `R`;
     /// [`MediatorError::Handler`] with the handler's error; whatever a behavior returns
     /// ([`MediatorError::Validation`], [`MediatorError::Timeout`], …).
-    pub async fn send<R: Request>(&self, request: R) -> Result<R::Output, MediatorError> {
-        self.send_with(request, RequestContext::new()).await
+    pub fn send<R: Request>(
+        &self,
+        request: R,
+    ) -> impl Future<Output = Result<R::Output, MediatorError>> + Send + '_ {
+        self.send_with(request, RequestContext::new())
     }
 
     /// Sends a request with its context: the ids its handler and the events it emits carry,
     /// and its cancellation.
     ///
+    /// Nothing runs until the returned future is polled.
+    ///
     /// # Errors
     ///
     /// As [`send`](Self::send), and [`MediatorError::Cancelled`] when the context's
     /// cancellation token fires first (the handler is stopped at its next await).
-    pub async fn send_with<R: Request>(
+    pub fn send_with<R: Request>(
         &self,
         request: R,
         ctx: RequestContext,
-    ) -> Result<R::Output, MediatorError> {
-        let route = self.request_route::<R>()?;
-        match ctx.cancellation().cloned() {
-            None => route.dispatch(request, ctx).await,
-            Some(token) => {
-                tokio::select! {
-                    biased;
-                    () = token.cancelled() => Err(MediatorError::Cancelled {
-                        request: route.info.type_name,
-                    }),
-                    result = route.dispatch(request, ctx) => result,
+    ) -> impl Future<Output = Result<R::Output, MediatorError>> + Send + '_ {
+        let future: BoxFuture<'_, Result<R::Output, MediatorError>> =
+            match self.request_route::<R>() {
+                Err(error) => Box::pin(std::future::ready(Err(error))),
+                // The fast path: the handler's own future and nothing else.
+                Ok(route) if route.pipeline.is_none() && ctx.cancellation().is_none() => {
+                    route.handler.call(request, ctx)
                 }
-            }
-        }
+                Ok(route) => Box::pin(route.dispatch(request, ctx)),
+            };
+        future
     }
 
     /// Publishes a notification to all its handlers with the configured strategy and a fresh

@@ -201,7 +201,10 @@ pub async fn assert_quiet<T: std::fmt::Debug>(rx: &mut mpsc::UnboundedReceiver<T
 /// A handler that forwards every event and its context to a channel.
 pub fn forwarding<E: ferry_core::IntegrationEvent + Clone>(
     tx: mpsc::UnboundedSender<(E, MessageContext)>,
-) -> impl Fn(E, MessageContext) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send>>
+) -> impl Fn(
+    E,
+    MessageContext,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send>>
 + Send
 + Sync
 + 'static {

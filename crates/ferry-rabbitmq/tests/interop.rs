@@ -1,0 +1,204 @@
+//! Interop with an independent client: a Python peer (pika and the CloudEvents SDK, see
+//! `tests/interop/requirements.txt`) reads an event ferry published with
+//! `cloudevents.core.bindings.rabbitmq.from_binary`, and publishes events made with
+//! `rabbitmq.to_binary` and `amqp.to_binary` that a ferry consumer handles. Every attribute
+//! must agree on both sides.
+//!
+//! The peer runs in the virtual environment `.venv` at the workspace root, which `.ci/run`
+//! creates. Without it this test fails and says how to create it.
+
+mod common;
+
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::Duration,
+};
+
+use common::{Env, OrderCreated, forwarding, recv_n};
+use ferry_core::{PublishOptions, codec::attributes::format_time};
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+    sync::mpsc,
+};
+
+fn python() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let python = root.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "the interop test needs the Python peer's virtual environment at {}; create it as \
+         .ci/run's setup does: `python3 -m venv .venv && .venv/bin/pip install -r \
+         crates/ferry-rabbitmq/tests/interop/requirements.txt` (from the workspace root)",
+        python.display()
+    );
+    python
+}
+
+fn peer() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/peer.py")
+}
+
+fn pika_url() -> String {
+    ferry_testkit::amqp::url()
+}
+
+#[tokio::test]
+async fn the_cloudevents_sdk_reads_what_ferry_publishes() {
+    let python = python();
+    let env = Env::with_options("interop-read", |o| o.with_source("/ferry/orders")).await;
+    let mut child = Command::new(&python)
+        .arg(peer())
+        .args(["read", "--url", &pika_url(), "--exchange", &env.exchange])
+        .args(["--bind", "orders.#", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Python peer");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the peer is ready within 30 s")
+        .unwrap()
+        .expect("a ready line");
+    assert!(ready.contains("\"ready\": true"), "{ready}");
+
+    let options = PublishOptions {
+        correlation_id: Some("corr-rs-1".into()),
+        causation_id: Some("cause-rs-1".into()),
+        subject: Some("order/rs-1".into()),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        ..PublishOptions::default()
+    };
+    let sent_envelope = options.envelope_for::<OrderCreated>(Some("/ferry/orders"));
+    let event = OrderCreated {
+        order_id: "rs-1".into(),
+        total_amount: 99.25,
+    };
+    let message = ferry_core::codec::encode(&event, &sent_envelope).unwrap();
+    ferry_core::Publisher::publish_message(
+        &env.bus,
+        ferry_core::OutgoingMessage::new("orders.order.created", message),
+    )
+    .await
+    .unwrap();
+
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the peer answers within 30 s")
+        .unwrap()
+        .expect("the peer's output");
+    let status = child.wait().await.unwrap();
+    assert!(status.success(), "the peer failed: {status}");
+    let got: Value = serde_json::from_str(&line).unwrap();
+    let a = &got["attributes"];
+    let e = &sent_envelope;
+    assert_eq!(a["specversion"], "1.0");
+    assert_eq!(a["id"], e.id.as_str());
+    assert_eq!(a["type"], "orders.order.created");
+    assert_eq!(a["source"], "/ferry/orders");
+    assert_eq!(a["datacontenttype"], "application/json");
+    assert_eq!(a["subject"], "order/rs-1");
+    assert_eq!(a["correlationid"], "corr-rs-1");
+    assert_eq!(a["causationid"], "cause-rs-1");
+    assert_eq!(a["traceparent"], e.traceparent.as_deref().unwrap());
+    assert_eq!(a["eventversion"], "1");
+    // The SDK parsed ce-time into a datetime; it prints microseconds, as ferry keeps them.
+    let micros = e.time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+    assert_eq!(a["time"], micros.as_str(), "ferry wrote {}", format_time(&e.time));
+    let attribute_names: Vec<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        attribute_names,
+        [
+            "causationid",
+            "correlationid",
+            "datacontenttype",
+            "eventversion",
+            "id",
+            "source",
+            "specversion",
+            "subject",
+            "time",
+            "traceparent",
+            "type"
+        ],
+        "no attribute more or less"
+    );
+    assert_eq!(got["data"], serde_json::json!({"orderId": "rs-1", "totalAmount": 99.25}));
+    assert_eq!(got["routing_key"], "orders.order.created");
+    let p = &got["properties"];
+    assert_eq!(p["message_id"], e.id.as_str());
+    assert_eq!(p["type"], "orders.order.created");
+    assert_eq!(p["app_id"], "/ferry/orders");
+    assert_eq!(p["delivery_mode"], 2);
+    assert_eq!(p["correlation_id"], "corr-rs-1");
+    assert_eq!(p["timestamp"], e.time.timestamp());
+}
+
+#[tokio::test]
+async fn ferry_handles_what_the_cloudevents_sdk_publishes_with_both_bindings() {
+    let python = python();
+    let env = Env::new("interop-write").await;
+    let (dlx, dl_handle, mut dead) = env.dead_letters().await;
+    let queue = env.queue("interop-write");
+    let (tx, mut handled) = mpsc::unbounded_channel();
+    let consumer = env
+        .bus
+        .consumer(queue.clone())
+        .bind("orders.#")
+        .dead_letter(dlx)
+        .handle::<OrderCreated>(forwarding(tx))
+        .start()
+        .await
+        .unwrap();
+
+    let output = Command::new(&python)
+        .arg(peer())
+        .args(["write", "--url", &pika_url(), "--exchange", &env.exchange])
+        .args(["--type", "orders.order.created"])
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("run the Python peer");
+    assert!(output.status.success(), "the peer failed: {}", output.status);
+    let sent: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let sent = sent.as_array().unwrap();
+    assert_eq!(sent.len(), 2);
+    // The AMQP binding sends the time as an integer of milliseconds.
+    assert!(sent[1]["headers"]["cloudEvents_time"].is_i64(), "{}", sent[1]);
+
+    let mut got = recv_n(&mut handled, 2, Duration::from_secs(20)).await;
+    got.sort_by(|a, b| a.1.envelope().source.cmp(&b.1.envelope().source));
+    let mut sent: Vec<&Value> = sent.iter().collect();
+    sent.sort_by(|a, b| {
+        a["attributes"]["source"]
+            .as_str()
+            .cmp(&b["attributes"]["source"].as_str())
+    });
+    for ((event, ctx), s) in got.iter().zip(sent) {
+        let a = &s["attributes"];
+        let e = ctx.envelope();
+        let binding = s["binding"].as_str().unwrap();
+        assert_eq!(e.id, a["id"].as_str().unwrap(), "{binding}");
+        assert_eq!(e.event_type, a["type"].as_str().unwrap(), "{binding}");
+        assert_eq!(e.source, a["source"].as_str().unwrap(), "{binding}");
+        assert_eq!(e.subject.as_deref(), a["subject"].as_str(), "{binding}");
+        assert_eq!(e.correlation_id.as_deref(), a["correlationid"].as_str(), "{binding}");
+        assert_eq!(e.causation_id.as_deref(), a["causationid"].as_str(), "{binding}");
+        assert_eq!(e.event_version, 1, "{binding}");
+        let time = e.time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        assert_eq!(time, a["time"].as_str().unwrap(), "{binding}");
+        assert_eq!(event.order_id, s["data"]["orderId"].as_str().unwrap(), "{binding}");
+        assert_eq!(event.total_amount, s["data"]["totalAmount"].as_f64().unwrap(), "{binding}");
+        assert!(e.extensions.is_empty(), "{binding}: unexpected extensions {:?}", e.extensions);
+    }
+    if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(300), dead.recv()).await {
+        panic!("dead-lettered: {}", d.fault);
+    }
+    consumer.shutdown().await;
+    dl_handle.shutdown().await;
+}
