@@ -31,7 +31,8 @@ pub struct Envelope {
     pub subject: Option<String>,
     /// The W3C trace context (`ce-traceparent`).
     pub traceparent: Option<String>,
-    /// Other headers to carry (names as they travel, values as strings).
+    /// CloudEvents extensions and other headers to carry (see the Extensions section of the
+    /// [`codec`](crate::codec) module for how names travel).
     pub extensions: BTreeMap<String, String>,
 }
 
