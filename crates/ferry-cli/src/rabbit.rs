@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry::rabbitmq::{RabbitMq, RabbitMqOptions, redact_url};
+use ferry::rabbitmq::{DlqSelection, RabbitMq, RabbitMqOptions, redact_url};
 
 use crate::{Global, demo::DemoTransport, error::CliError};
 
@@ -41,7 +41,14 @@ fn one_line(text: &str) -> String {
 impl DemoTransport for RabbitMq {
     async fn reset_queues(&self) -> anyhow::Result<()> {
         for queue in crate::demo::DEMO_QUEUES {
-            self.purge_queue(queue).await?;
+            // A queue that does not exist yet has nothing to empty.
+            if let Err(e) = self
+                .dead_letter_queue(queue)
+                .purge(&DlqSelection::All)
+                .await
+            {
+                tracing::debug!(queue, error = %e, "demo queue not purged");
+            }
         }
         Ok(())
     }

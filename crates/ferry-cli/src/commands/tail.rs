@@ -153,11 +153,15 @@ pub fn describe(received: &Received) -> Value {
 }
 
 fn spec_version(message: &WireMessage) -> String {
-    ["ce-specversion", "cloudEvents_specversion", "cloudEvents:specversion"]
-        .iter()
-        .find_map(|h| message.header_str(h))
-        .unwrap_or("1.0")
-        .to_owned()
+    [
+        "ce-specversion",
+        "cloudEvents_specversion",
+        "cloudEvents:specversion",
+    ]
+    .iter()
+    .find_map(|h| message.header_str(h))
+    .unwrap_or("1.0")
+    .to_owned()
 }
 
 /// A header table as plain JSON: strings, numbers, booleans, arrays, objects; bytes as
@@ -187,8 +191,7 @@ fn header_json(value: &HeaderValue) -> Value {
 
 /// Standard base64 with padding.
 pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [

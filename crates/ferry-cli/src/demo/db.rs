@@ -65,14 +65,26 @@ pub trait DemoDb: Clone + Send + Sync + 'static {
     async fn reset(&self) -> anyhow::Result<()>;
 
     /// The orders context: the order, its items and `orders.order.created`, in one transaction.
-    async fn create_order(&self, order: &OrderCreated, options: PublishOptions) -> anyhow::Result<()>;
+    async fn create_order(
+        &self,
+        order: &OrderCreated,
+        options: PublishOptions,
+    ) -> anyhow::Result<()>;
 
     /// The inventory context: inbox row, reservation, notification and `inventory.stock.reserved`
     /// in one transaction. `Ok(false)`: a duplicate, nothing changed.
-    async fn reserve(&self, event: &OrderCreated, ctx: &MessageContext) -> Result<bool, HandlerError>;
+    async fn reserve(
+        &self,
+        event: &OrderCreated,
+        ctx: &MessageContext,
+    ) -> Result<bool, HandlerError>;
 
     /// The orders context confirms the order: inbox row and status in one transaction.
-    async fn confirm(&self, event: &StockReserved, ctx: &MessageContext) -> Result<bool, HandlerError>;
+    async fn confirm(
+        &self,
+        event: &StockReserved,
+        ctx: &MessageContext,
+    ) -> Result<bool, HandlerError>;
 
     /// Records a dead letter (once per message).
     async fn record_dead_letter(&self, dead: &DeadLetter) -> Result<bool, HandlerError>;
@@ -94,5 +106,8 @@ pub fn dead_letter_order_id(dead: &DeadLetter) -> Option<String> {
 /// an id has no key and is recorded each time it arrives.
 pub fn dead_letter_key(dead: &DeadLetter) -> Option<String> {
     let id = dead.message_id()?;
-    Some(format!("{id}/{}", dead.fault.original_queue.as_deref().unwrap_or("")))
+    Some(format!(
+        "{id}/{}",
+        dead.fault.original_queue.as_deref().unwrap_or("")
+    ))
 }

@@ -56,22 +56,39 @@ mod tests {
 
     #[test]
     fn deterministic_and_close_to_the_rate() {
-        let plan = FailurePlan { seed: 7, fail_rate: 0.1, permanent_fail_rate: 0.02, max_retries: 3 };
+        let plan = FailurePlan {
+            seed: 7,
+            fail_rate: 0.1,
+            permanent_fail_rate: 0.02,
+            max_retries: 3,
+        };
         let ids: Vec<u64> = (0..20_000).collect();
-        let transient = ids.iter().filter(|id| plan.fails_transiently(*id, 1)).count();
+        let transient = ids
+            .iter()
+            .filter(|id| plan.fails_transiently(*id, 1))
+            .count();
         let permanent = ids.iter().filter(|id| plan.fails_permanently(*id)).count();
         assert!((1_700..2_300).contains(&transient), "{transient}");
         assert!((300..500).contains(&permanent), "{permanent}");
         assert_eq!(
-            ids.iter().filter(|id| plan.fails_transiently(*id, 1)).count(),
+            ids.iter()
+                .filter(|id| plan.fails_transiently(*id, 1))
+                .count(),
             transient,
             "same seed, same decisions"
         );
         let other = FailurePlan { seed: 8, ..plan };
         assert_ne!(
-            ids.iter().map(|id| plan.fails_transiently(*id, 1)).collect::<Vec<_>>(),
-            ids.iter().map(|id| other.fails_transiently(*id, 1)).collect::<Vec<_>>()
+            ids.iter()
+                .map(|id| plan.fails_transiently(*id, 1))
+                .collect::<Vec<_>>(),
+            ids.iter()
+                .map(|id| other.fails_transiently(*id, 1))
+                .collect::<Vec<_>>()
         );
-        assert!(ids.iter().all(|id| !plan.fails_transiently(*id, 4)), "never past the retries");
+        assert!(
+            ids.iter().all(|id| !plan.fails_transiently(*id, 4)),
+            "never past the retries"
+        );
     }
 }

@@ -101,7 +101,9 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
             .map_err(|e| db_error(&url, e))?;
         let outbox = ferry::postgres::PgOutbox::new(pool.clone());
         let inbox = ferry::postgres::PgInbox::new(pool.clone());
-        let db = stores::PgDemoDb::open(pool, outbox, inbox).await.map_err(runtime)?;
+        let db = stores::PgDemoDb::open(pool, outbox, inbox)
+            .await
+            .map_err(runtime)?;
         with_transport(global, &args, db, config).await?
     } else if url.starts_with("sqlite:") {
         let options = SqliteConnectOptions::from_str(&url)
@@ -118,7 +120,9 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
             .map_err(|e| db_error(&url, e))?;
         let outbox = ferry::sqlite::SqliteOutbox::new(pool.clone());
         let inbox = ferry::sqlite::SqliteInbox::new(pool.clone());
-        let db = stores::SqliteDemoDb::open(pool, outbox, inbox).await.map_err(runtime)?;
+        let db = stores::SqliteDemoDb::open(pool, outbox, inbox)
+            .await
+            .map_err(runtime)?;
         with_transport(global, &args, db, config).await?
     } else {
         return Err(CliError::Usage(format!(
@@ -131,7 +135,10 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
         scenario::Outcome::TimedOut(s) => (s, true),
     };
     if args.json {
-        println!("{}", serde_json::to_string(&summary).map_err(|e| CliError::Runtime(e.to_string()))?);
+        println!(
+            "{}",
+            serde_json::to_string(&summary).map_err(|e| CliError::Runtime(e.to_string()))?
+        );
     } else {
         println!("{}", summary.render());
     }
@@ -143,7 +150,11 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
             args.events
         )));
     }
-    Ok(if summary.lost == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if summary.lost == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 async fn with_transport<D: db::DemoDb>(
@@ -169,5 +180,8 @@ fn runtime(e: anyhow::Error) -> CliError {
 }
 
 fn db_error(url: &str, e: sqlx::Error) -> CliError {
-    CliError::Runtime(format!("cannot open the database at {}: {e}", crate::redact(url)))
+    CliError::Runtime(format!(
+        "cannot open the database at {}: {e}",
+        crate::redact(url)
+    ))
 }

@@ -17,8 +17,6 @@ pub enum ProgressView {
     Bar,
     /// A line every second.
     Lines,
-    /// Nothing.
-    Quiet,
 }
 
 impl ProgressView {
@@ -73,14 +71,19 @@ impl Reporter {
                 bar.set_position(p.settled().min(self.total));
                 bar.set_message(detail);
             }
-            (None, ProgressView::Lines) => {
-                let Ok(mut last) = self.last_line.lock() else { return };
+            (None, _) => {
+                let Ok(mut last) = self.last_line.lock() else {
+                    return;
+                };
                 if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                     *last = Some(Instant::now());
-                    eprintln!("demo: {}/{} orders settled ({detail})", p.settled(), self.total);
+                    eprintln!(
+                        "demo: {}/{} orders settled ({detail})",
+                        p.settled(),
+                        self.total
+                    );
                 }
             }
-            _ => {}
         }
     }
 

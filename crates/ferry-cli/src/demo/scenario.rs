@@ -74,7 +74,11 @@ struct Counters {
 }
 
 /// Runs the scenario end to end.
-pub async fn run<D: DemoDb, T: DemoTransport>(db: D, bus: T, config: Config) -> anyhow::Result<Outcome> {
+pub async fn run<D: DemoDb, T: DemoTransport>(
+    db: D,
+    bus: T,
+    config: Config,
+) -> anyhow::Result<Outcome> {
     db.reset().await?;
     bus.reset_queues().await?;
     let counters = Arc::new(Counters::default());
@@ -102,15 +106,18 @@ pub async fn run<D: DemoDb, T: DemoTransport>(db: D, bus: T, config: Config) -> 
         let events = config.events;
         let concurrency = config.concurrency.max(1);
         tokio::spawn(async move {
-            futures::stream::iter(1..=events)
+            let mut results = futures::stream::iter(1..=events)
                 .map(|n| {
                     let db = db.clone();
                     async move { create_order(&db, n).await }
                 })
-                .buffer_unordered(concurrency)
-                .filter_map(|r| async move { r.err() })
-                .next()
-                .await
+                .buffer_unordered(concurrency);
+            while let Some(result) = results.next().await {
+                if let Err(e) = result {
+                    return Some(e);
+                }
+            }
+            None
         })
     };
 
@@ -140,7 +147,11 @@ pub async fn run<D: DemoDb, T: DemoTransport>(db: D, bus: T, config: Config) -> 
             Err(e) => tracing::warn!(error = %e, "could not read progress"),
         }
         view.update(&last);
-        if creation_done && last.created >= config.events && last.settled() >= config.events && last.outbox_pending == 0 {
+        if creation_done
+            && last.created >= config.events
+            && last.settled() >= config.events
+            && last.outbox_pending == 0
+        {
             break;
         }
         if Instant::now() >= deadline {
@@ -166,13 +177,23 @@ pub async fn run<D: DemoDb, T: DemoTransport>(db: D, bus: T, config: Config) -> 
         duplicates_skipped: counters.duplicates.load(Ordering::Relaxed),
         lost: totals.lost,
         elapsed_s: round3(elapsed_s),
-        throughput_per_s: round3((totals.confirmed + totals.dead_letters.min(totals.orders)) as f64 / elapsed_s.max(1e-9)),
+        throughput_per_s: round3(
+            (totals.confirmed + totals.dead_letters.min(totals.orders)) as f64
+                / elapsed_s.max(1e-9),
+        ),
         latency_ms: Latency::from_samples(totals.latencies_ms),
     };
-    Ok(if timed_out { Outcome::TimedOut(summary) } else { Outcome::Finished(summary) })
+    Ok(if timed_out {
+        Outcome::TimedOut(summary)
+    } else {
+        Outcome::Finished(summary)
+    })
 }
 
-async fn stop(consumers: Vec<ConsumerHandle>, relay: tokio::task::JoinHandle<Result<(), ferry::RelayError>>) {
+async fn stop(
+    consumers: Vec<ConsumerHandle>,
+    relay: tokio::task::JoinHandle<Result<(), ferry::RelayError>>,
+) {
     for consumer in consumers {
         consumer.shutdown().await;
     }
@@ -192,7 +213,10 @@ fn new_order(n: u64) -> OrderCreated {
             quantity: 1 + ((n + i as u64) % 4) as i32,
         })
         .collect();
-    let total_amount = items.iter().map(|i| f64::from(i.quantity) * 9.95).sum::<f64>();
+    let total_amount = items
+        .iter()
+        .map(|i| f64::from(i.quantity) * 9.95)
+        .sum::<f64>();
     OrderCreated {
         order_id: uuid::Uuid::now_v7().to_string(),
         order_number: n,
@@ -254,7 +278,9 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
                         )));
                     }
                     if plan.fails_transiently(event.order_number, ctx.attempt()) {
-                        return Err(HandlerError::transient("stock service unavailable (injected transient failure)"));
+                        return Err(HandlerError::transient(
+                            "stock service unavailable (injected transient failure)",
+                        ));
                     }
                     if !db.reserve(&event, &ctx).await? {
                         c.duplicates.fetch_add(1, Ordering::Relaxed);

@@ -92,8 +92,7 @@ pub const INSERT_RESERVATION: &str =
     "INSERT INTO inventory_reservations (order_id, items, reserved_at) VALUES ($1, $2, $3)";
 pub const INSERT_NOTIFICATION: &str = "INSERT INTO notifications (order_id, email, subject, body, sent_at) \
      VALUES ($1, $2, $3, $4, $5)";
-pub const CONFIRM_ORDER: &str =
-    "UPDATE orders SET status = 'confirmed', confirmed_at = $2 WHERE id = $1 AND status = 'pending'";
+pub const CONFIRM_ORDER: &str = "UPDATE orders SET status = 'confirmed', confirmed_at = $2 WHERE id = $1 AND status = 'pending'";
 pub const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters \
      (message_id, event_type, order_id, fault_kind, fault_message, original_queue, body, recorded_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
@@ -103,7 +102,8 @@ pub const COUNT_CONFIRMED: &str = "SELECT COUNT(*) FROM orders WHERE status = 'c
 pub const COUNT_DEAD_LETTERED_ORDERS: &str = "SELECT COUNT(*) FROM orders o WHERE o.status <> 'confirmed' \
      AND EXISTS (SELECT 1 FROM dead_letters d WHERE d.order_id = o.id)";
 pub const COUNT_OUTBOX_PENDING: &str = "SELECT COUNT(*) FROM ferry_outbox WHERE status = 'pending'";
-pub const COUNT_OUTBOX_PUBLISHED: &str = "SELECT COUNT(*) FROM ferry_outbox WHERE status = 'published'";
+pub const COUNT_OUTBOX_PUBLISHED: &str =
+    "SELECT COUNT(*) FROM ferry_outbox WHERE status = 'published'";
 pub const COUNT_RESERVATIONS: &str = "SELECT COUNT(*) FROM inventory_reservations";
 pub const COUNT_DEAD_LETTERS: &str = "SELECT COUNT(*) FROM dead_letters";
 pub const COUNT_LOST: &str = "SELECT COUNT(*) FROM orders o WHERE o.status <> 'confirmed' \

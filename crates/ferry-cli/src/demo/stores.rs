@@ -28,7 +28,11 @@ macro_rules! demo_db {
                 for statement in $schema {
                     sqlx::query(statement).execute(&pool).await?;
                 }
-                Ok(Self { pool, outbox, inbox })
+                Ok(Self {
+                    pool,
+                    outbox,
+                    inbox,
+                })
             }
 
             async fn count(&self, statement: &str) -> anyhow::Result<u64> {
@@ -86,7 +90,11 @@ macro_rules! demo_db {
                 ctx: &MessageContext,
             ) -> Result<bool, HandlerError> {
                 let mut tx = self.pool.begin().await?;
-                if !self.inbox.try_insert(&mut *tx, ctx.consumer(), ctx.message_id()).await? {
+                if !self
+                    .inbox
+                    .try_insert(&mut *tx, ctx.consumer(), ctx.message_id())
+                    .await?
+                {
                     tx.rollback().await?;
                     return Ok(false);
                 }
@@ -123,7 +131,11 @@ macro_rules! demo_db {
                 ctx: &MessageContext,
             ) -> Result<bool, HandlerError> {
                 let mut tx = self.pool.begin().await?;
-                if !self.inbox.try_insert(&mut *tx, ctx.consumer(), ctx.message_id()).await? {
+                if !self
+                    .inbox
+                    .try_insert(&mut *tx, ctx.consumer(), ctx.message_id())
+                    .await?
+                {
                     tx.rollback().await?;
                     return Ok(false);
                 }
@@ -139,7 +151,11 @@ macro_rules! demo_db {
             async fn record_dead_letter(&self, dead: &DeadLetter) -> Result<bool, HandlerError> {
                 let mut tx = self.pool.begin().await?;
                 if let Some(key) = dead_letter_key(dead) {
-                    if !self.inbox.try_insert(&mut *tx, super::db::DEAD_LETTER_QUEUE, &key).await? {
+                    if !self
+                        .inbox
+                        .try_insert(&mut *tx, super::db::DEAD_LETTER_QUEUE, &key)
+                        .await?
+                    {
                         tx.rollback().await?;
                         return Ok(false);
                     }
@@ -170,7 +186,9 @@ macro_rules! demo_db {
 
             async fn totals(&self) -> anyhow::Result<Totals> {
                 let times: Vec<(DateTime<Utc>, DateTime<Utc>)> =
-                    sqlx::query_as(sql::CONFIRMED_TIMES).fetch_all(&self.pool).await?;
+                    sqlx::query_as(sql::CONFIRMED_TIMES)
+                        .fetch_all(&self.pool)
+                        .await?;
                 Ok(Totals {
                     orders: self.count(sql::COUNT_ORDERS).await?,
                     events_published: self.count(sql::COUNT_OUTBOX_PUBLISHED).await?,

@@ -54,9 +54,15 @@ pub struct Cleanup {
 }
 
 impl Cleanup {
+    /// Deletes `name` at the end, and the retry queues a consumer of it declares with the
+    /// default retry policy (deleting a queue that does not exist is harmless).
     pub fn queue(&self, name: impl Into<String>) -> String {
         let name = name.into();
-        self.queues.lock().unwrap().push(name.clone());
+        let mut queues = self.queues.lock().unwrap();
+        for ms in [1000, 2000, 4000] {
+            queues.push(format!("{name}.retry.{ms}"));
+        }
+        queues.push(name.clone());
         name
     }
 
@@ -68,8 +74,9 @@ impl Cleanup {
 
     /// Also deletes the retry queues a consumer of `queue` declares for these delays.
     pub fn retry_queues(&self, queue: &str, delays_ms: &[u64]) {
+        let mut queues = self.queues.lock().unwrap();
         for ms in delays_ms {
-            self.queue(format!("{queue}.retry.{ms}"));
+            queues.push(format!("{queue}.retry.{ms}"));
         }
     }
 }

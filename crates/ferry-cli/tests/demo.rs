@@ -1,0 +1,258 @@
+//! `ferry demo` end to end, against the real RabbitMQ and PostgreSQL, and SQLite.
+//!
+//! The demo uses fixed queue names, so these tests take turns (one lock for the binary).
+
+use std::{
+    process::{Command, Output},
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use sqlx::{Connection, Row};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn ferry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("FERRY_AMQP_URL")
+        .env_remove("FERRY_EXCHANGE")
+        .output()
+        .expect("run ferry")
+}
+
+fn summary(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "ferry demo failed ({:?}):\nstdout: {stdout}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+fn n(v: &Value, key: &str) -> i64 {
+    v[key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("`{key}` missing in {v}"))
+}
+
+/// Counts the demo's tables through sqlx (any of the two drivers).
+async fn counts(url: &str) -> [i64; 6] {
+    let queries = [
+        "SELECT COUNT(*) FROM orders",
+        "SELECT COUNT(*) FROM orders WHERE status = 'confirmed'",
+        "SELECT COUNT(*) FROM inventory_reservations",
+        "SELECT COUNT(*) FROM notifications",
+        "SELECT COUNT(*) FROM dead_letters",
+        "SELECT COUNT(*) FROM orders WHERE status = 'pending'",
+    ];
+    let mut out = [0; 6];
+    if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        for (i, q) in queries.iter().enumerate() {
+            out[i] = sqlx::query(q)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get::<i64, _>(0);
+        }
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        for (i, q) in queries.iter().enumerate() {
+            out[i] = sqlx::query(q)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get::<i64, _>(0);
+        }
+    }
+    out
+}
+
+fn check_transient_run(url: &str, extra: &[&str]) {
+    let mut args = vec![
+        "demo",
+        "--events",
+        "2000",
+        "--fail-rate",
+        "0.1",
+        "--json",
+        "--database-url",
+        url,
+    ];
+    args.extend_from_slice(extra);
+    let out = ferry(&args);
+    let s = summary(&out);
+    assert_eq!(n(&s, "orders_created"), 2000, "{s}");
+    assert_eq!(n(&s, "orders_confirmed"), 2000, "{s}");
+    assert_eq!(n(&s, "reservations"), 2000, "{s}");
+    assert_eq!(n(&s, "events_published"), 4000, "{s}");
+    assert!(n(&s, "retries") > 0, "{s}");
+    assert_eq!(n(&s, "lost"), 0, "{s}");
+    assert_eq!(
+        n(&s, "dead_lettered"),
+        0,
+        "--fail-rate alone never dead-letters: {s}"
+    );
+    for key in ["p50", "p95", "p99", "max"] {
+        assert!(s["latency_ms"][key].as_f64().unwrap() > 0.0, "{s}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let [
+        orders,
+        confirmed,
+        reservations,
+        notifications,
+        dead,
+        pending,
+    ] = rt.block_on(counts(url));
+    assert_eq!(
+        (
+            orders,
+            confirmed,
+            reservations,
+            notifications,
+            dead,
+            pending
+        ),
+        (2000, 2000, 2000, 2000, 0, 0)
+    );
+}
+
+fn sqlite_url(name: &str) -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(ferry_testkit::unique_name(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    (
+        format!("sqlite://{}", dir.join("demo.sqlite").display()),
+        dir,
+    )
+}
+
+#[test]
+fn transient_failures_on_sqlite_and_postgres_lose_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (url, dir) = sqlite_url("ferry-demo-sqlite");
+    check_transient_run(&url, &[]);
+    std::fs::remove_dir_all(dir).ok();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt
+        .block_on(ferry_testkit::pg::TempDatabase::create())
+        .unwrap();
+    check_transient_run(db.url(), &[]);
+    rt.block_on(db.drop_db()).unwrap();
+}
+
+#[test]
+fn permanent_failures_are_dead_lettered_and_recorded() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = rt
+        .block_on(ferry_testkit::pg::TempDatabase::create())
+        .unwrap();
+    let out = ferry(&[
+        "demo",
+        "--events",
+        "1000",
+        "--permanent-fail-rate",
+        "0.02",
+        "--seed",
+        "7",
+        "--json",
+        "--database-url",
+        db.url(),
+    ]);
+    let s = summary(&out);
+    let [orders, confirmed, _, _, dead, pending] = rt.block_on(counts(db.url()));
+    assert_eq!(orders, 1000);
+    assert!(n(&s, "dead_lettered") > 0, "{s}");
+    assert_eq!(n(&s, "dead_lettered"), dead, "{s}");
+    assert_eq!(dead, pending, "every dead letter is an order left pending");
+    assert_eq!(confirmed + pending, 1000);
+    assert_eq!(n(&s, "lost"), 0, "{s}");
+    assert_eq!(
+        n(&s, "retries"),
+        0,
+        "permanent failures skip the retries: {s}"
+    );
+    rt.block_on(db.drop_db()).unwrap();
+}
+
+#[test]
+fn memory_transport_needs_no_broker() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (url, dir) = sqlite_url("ferry-demo-memory");
+    let out = ferry(&[
+        "demo",
+        "--transport",
+        "memory",
+        "--events",
+        "300",
+        "--fail-rate",
+        "0.2",
+        "--permanent-fail-rate",
+        "0.05",
+        "--json",
+        "--database-url",
+        &url,
+        "--amqp-url",
+        "amqp://nobody:secret@127.0.0.1:1/%2f",
+    ]);
+    let s = summary(&out);
+    assert_eq!(n(&s, "orders_created"), 300);
+    assert_eq!(
+        n(&s, "orders_confirmed") + n(&s, "dead_lettered"),
+        300,
+        "{s}"
+    );
+    assert_eq!(n(&s, "lost"), 0);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn unreachable_broker_fails_fast_with_one_line() {
+    let (url, dir) = sqlite_url("ferry-demo-nobroker");
+    let started = Instant::now();
+    let out = ferry(&[
+        "demo",
+        "--events",
+        "10",
+        "--database-url",
+        &url,
+        "--amqp-url",
+        "amqp://guest:hunter2@127.0.0.1:1/%2f",
+    ]);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(lines[0].contains("127.0.0.1:1"), "{stderr}");
+    assert!(lines[0].contains("--transport memory"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+    assert!(out.stdout.is_empty());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    for args in [
+        &["demo", "--fail-rate", "2"][..],
+        &["demo", "--events", "0"][..],
+        &["demo", "--transport", "carrier-pigeon"][..],
+        &["demo", "--database-url", "mysql://x/y"][..],
+    ] {
+        let out = ferry(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
