@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     RabbitMqError, RabbitMqOptions,
-    options::{redact_url, scrub},
+    redact::{redact_url, scrub},
     topology,
 };
 

@@ -72,6 +72,7 @@ pub mod dlq;
 mod error;
 mod options;
 mod publisher;
+mod redact;
 mod runner;
 pub mod subscription;
 pub mod topology;
@@ -89,8 +90,9 @@ pub use dlq::{DeadLetterQueue, DlqSelection, ReplayReport};
 pub use error::{RabbitMqError, TopologyError};
 pub use options::{
     CA_FILE_ENV, DEFAULT_EXCHANGE, DEFAULT_URL, EXCHANGE_ENV, ExchangeKind, RabbitMqOptions,
-    TopologyMode, URL_ENV, redact_url,
+    TopologyMode, URL_ENV,
 };
+pub use redact::redact_url;
 pub use subscription::{Received, Subscription};
 
 use connection::ConnectionManager;

@@ -41,7 +41,10 @@ async fn list_show_replay_and_purge() {
             let tx = tx.clone();
             async move {
                 if fail {
-                    return Err(HandlerError::permanent(format!("cannot take {}", e.order_id)));
+                    return Err(HandlerError::permanent(format!(
+                        "cannot take {}",
+                        e.order_id
+                    )));
                 }
                 let _ = tx.send((e.order_id, ctx.attempt()));
                 Ok(())
@@ -58,14 +61,20 @@ async fn list_show_replay_and_purge() {
     let tools = env.bus.dead_letter_queue(dlq.clone());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while tools.count().await.unwrap() < 6 {
-        assert!(tokio::time::Instant::now() < deadline, "dead letters did not arrive");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dead letters did not arrive"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // list: everything, in order, and it stays.
     let listed = tools.list(None).await.unwrap();
     let listed_ids: Vec<&str> = listed.iter().filter_map(|d| d.message_id()).collect();
-    assert_eq!(listed_ids, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        listed_ids,
+        ids.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     assert!(listed.iter().all(|d| d.fault.kind == FaultKind::Handler));
     assert_eq!(listed[2].fault.message, "cannot take o-2");
     assert_eq!(tools.count().await.unwrap(), 6);
@@ -94,7 +103,9 @@ async fn list_show_replay_and_purge() {
     assert_eq!(report.done, vec![ids[1].clone()]);
     assert_eq!(report.not_found, vec!["missing".to_owned()]);
     assert!(report.failed.is_empty());
-    let (order_id, attempt) = recv_n(&mut handled, 1, Duration::from_secs(10)).await.remove(0);
+    let (order_id, attempt) = recv_n(&mut handled, 1, Duration::from_secs(10))
+        .await
+        .remove(0);
     assert_eq!((order_id.as_str(), attempt), ("o-1", 1));
     let rest: Vec<String> = tools
         .list(None)

@@ -9,11 +9,7 @@
 
 mod common;
 
-use std::{
-    path::PathBuf,
-    process::Stdio,
-    time::Duration,
-};
+use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use common::{Env, OrderCreated, forwarding, recv_n};
 use ferry_core::{PublishOptions, codec::attributes::format_time};
@@ -109,7 +105,12 @@ async fn the_cloudevents_sdk_reads_what_ferry_publishes() {
     assert_eq!(a["eventversion"], "1");
     // The SDK parsed ce-time into a datetime; it prints microseconds, as ferry keeps them.
     let micros = e.time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-    assert_eq!(a["time"], micros.as_str(), "ferry wrote {}", format_time(&e.time));
+    assert_eq!(
+        a["time"],
+        micros.as_str(),
+        "ferry wrote {}",
+        format_time(&e.time)
+    );
     let attribute_names: Vec<&str> = a.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         attribute_names,
@@ -128,7 +129,10 @@ async fn the_cloudevents_sdk_reads_what_ferry_publishes() {
         ],
         "no attribute more or less"
     );
-    assert_eq!(got["data"], serde_json::json!({"orderId": "rs-1", "totalAmount": 99.25}));
+    assert_eq!(
+        got["data"],
+        serde_json::json!({"orderId": "rs-1", "totalAmount": 99.25})
+    );
     assert_eq!(got["routing_key"], "orders.order.created");
     let p = &got["properties"];
     assert_eq!(p["message_id"], e.id.as_str());
@@ -164,12 +168,20 @@ async fn ferry_handles_what_the_cloudevents_sdk_publishes_with_both_bindings() {
         .output()
         .await
         .expect("run the Python peer");
-    assert!(output.status.success(), "the peer failed: {}", output.status);
+    assert!(
+        output.status.success(),
+        "the peer failed: {}",
+        output.status
+    );
     let sent: Value = serde_json::from_slice(&output.stdout).unwrap();
     let sent = sent.as_array().unwrap();
     assert_eq!(sent.len(), 2);
     // The AMQP binding sends the time as an integer of milliseconds.
-    assert!(sent[1]["headers"]["cloudEvents_time"].is_i64(), "{}", sent[1]);
+    assert!(
+        sent[1]["headers"]["cloudEvents_time"].is_i64(),
+        "{}",
+        sent[1]
+    );
 
     let mut got = recv_n(&mut handled, 2, Duration::from_secs(20)).await;
     got.sort_by(|a, b| a.1.envelope().source.cmp(&b.1.envelope().source));
@@ -187,14 +199,34 @@ async fn ferry_handles_what_the_cloudevents_sdk_publishes_with_both_bindings() {
         assert_eq!(e.event_type, a["type"].as_str().unwrap(), "{binding}");
         assert_eq!(e.source, a["source"].as_str().unwrap(), "{binding}");
         assert_eq!(e.subject.as_deref(), a["subject"].as_str(), "{binding}");
-        assert_eq!(e.correlation_id.as_deref(), a["correlationid"].as_str(), "{binding}");
-        assert_eq!(e.causation_id.as_deref(), a["causationid"].as_str(), "{binding}");
+        assert_eq!(
+            e.correlation_id.as_deref(),
+            a["correlationid"].as_str(),
+            "{binding}"
+        );
+        assert_eq!(
+            e.causation_id.as_deref(),
+            a["causationid"].as_str(),
+            "{binding}"
+        );
         assert_eq!(e.event_version, 1, "{binding}");
         let time = e.time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
         assert_eq!(time, a["time"].as_str().unwrap(), "{binding}");
-        assert_eq!(event.order_id, s["data"]["orderId"].as_str().unwrap(), "{binding}");
-        assert_eq!(event.total_amount, s["data"]["totalAmount"].as_f64().unwrap(), "{binding}");
-        assert!(e.extensions.is_empty(), "{binding}: unexpected extensions {:?}", e.extensions);
+        assert_eq!(
+            event.order_id,
+            s["data"]["orderId"].as_str().unwrap(),
+            "{binding}"
+        );
+        assert_eq!(
+            event.total_amount,
+            s["data"]["totalAmount"].as_f64().unwrap(),
+            "{binding}"
+        );
+        assert!(
+            e.extensions.is_empty(),
+            "{binding}: unexpected extensions {:?}",
+            e.extensions
+        );
     }
     if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(300), dead.recv()).await {
         panic!("dead-lettered: {}", d.fault);

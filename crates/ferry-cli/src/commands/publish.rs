@@ -25,7 +25,7 @@ pub struct PublishArgs {
     #[arg(long, value_name = "KEY")]
     pub routing_key: Option<String>,
     /// The source (`ce-source`).
-    #[arg(long, default_value = "ferry-cli")]
+    #[arg(long, default_value = ferry::envelope::DEFAULT_SOURCE)]
     pub source: String,
     /// The event id (default: a new UUID v7).
     #[arg(long)]

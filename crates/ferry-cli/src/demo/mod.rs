@@ -3,6 +3,7 @@
 mod db;
 mod events;
 mod faults;
+mod orders;
 mod progress;
 mod report;
 mod scenario;

@@ -11,14 +11,15 @@ use std::{
 use async_trait::async_trait;
 use ferry::{
     CancellationToken, ConsumerBuilder, ConsumerHandle, ConsumerHost, DeadLetterConsumerBuilder,
-    HandlerError, MessageContext, OutboxRelay, PublishOptions, Publisher, RelayOptions,
+    HandlerError, MessageContext, OutboxRelay, Publisher, RelayOptions,
     RetryPolicy,
 };
 use futures::StreamExt;
 
 use super::{
     db::{DEAD_LETTER_QUEUE, DemoDb, INVENTORY_QUEUE, ORDERS_QUEUE, Progress},
-    events::{OrderCreated, OrderItemDto, StockReserved},
+    events::{OrderCreated, StockReserved},
+    orders,
     faults::FailurePlan,
     progress::ProgressView,
     report::{Latency, Summary, round3},
@@ -100,16 +101,16 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
     let deadline = started + config.timeout;
     let view = config.progress.start(config.events);
 
-    // The orders context creates the orders.
+    // The orders context creates the orders through the Mediator.
+    let mediator = orders::mediator(db.clone())?;
     let creator = {
-        let db = db.clone();
         let events = config.events;
         let concurrency = config.concurrency.max(1);
         tokio::spawn(async move {
             let mut results = futures::stream::iter(1..=events)
                 .map(|n| {
-                    let db = db.clone();
-                    async move { create_order(&db, n).await }
+                    let mediator = mediator.clone();
+                    async move { orders::create(&mediator, n).await }
                 })
                 .buffer_unordered(concurrency);
             while let Some(result) = results.next().await {
@@ -202,38 +203,6 @@ async fn stop(
         Ok(Err(e)) => tracing::error!(error = %e, "relay failed"),
         Err(e) => tracing::error!(error = %e, "relay task failed"),
     }
-}
-
-/// The order number `n` of this run: its items, total and a fresh id.
-fn new_order(n: u64) -> OrderCreated {
-    let lines = 1 + (n % 3) as usize;
-    let items: Vec<OrderItemDto> = (0..lines)
-        .map(|i| OrderItemDto {
-            product_id: format!("sku-{}", (n * 7 + i as u64 * 13) % 50 + 1),
-            quantity: 1 + ((n + i as u64) % 4) as i32,
-        })
-        .collect();
-    let total_amount = items
-        .iter()
-        .map(|i| f64::from(i.quantity) * 9.95)
-        .sum::<f64>();
-    OrderCreated {
-        order_id: uuid::Uuid::now_v7().to_string(),
-        order_number: n,
-        customer_email: format!("customer{n}@example.com"),
-        total_amount: (total_amount * 100.0).round() / 100.0,
-        items,
-    }
-}
-
-async fn create_order<D: DemoDb>(db: &D, n: u64) -> anyhow::Result<()> {
-    let order = new_order(n);
-    let options = PublishOptions {
-        correlation_id: Some(format!("checkout-{}", order.order_id)),
-        partition_key: None,
-        ..PublishOptions::default()
-    };
-    db.create_order(&order, options).await
 }
 
 async fn start_consumers<D: DemoDb, T: DemoTransport>(

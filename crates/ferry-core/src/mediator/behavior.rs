@@ -290,20 +290,20 @@ pub struct Next {
 
 impl Next {
     /// Runs the rest of the pipeline on `request`.
-    pub async fn run(
+    pub fn run(
         self,
         request: AnyRequest,
         ctx: RequestContext,
-    ) -> Result<AnyOutput, MediatorError> {
+    ) -> impl Future<Output = Result<AnyOutput, MediatorError>> + Send + 'static {
         match self.chain.get(self.position).cloned() {
             Some(behavior) => {
                 let next = Next {
                     position: self.position + 1,
                     ..self
                 };
-                behavior.handle_dyn(request, ctx, next).await
+                behavior.handle_dyn(request, ctx, next)
             }
-            None => self.terminal.call(request, ctx).await,
+            None => self.terminal.call(request, ctx),
         }
     }
 }
@@ -371,14 +371,15 @@ pub(crate) fn downcast_output<R: Request>(
         })
 }
 
-/// A behavior as the pipeline stores it.
+/// A behavior as the pipeline stores it. Its future owns a reference to it, so that
+/// [`Next::run`] hands the future on without wrapping it.
 pub(crate) trait DynBehavior: Send + Sync {
     fn handle_dyn(
-        &self,
+        self: Arc<Self>,
         request: AnyRequest,
         ctx: RequestContext,
         next: Next,
-    ) -> BoxFuture<'_, Result<AnyOutput, MediatorError>>;
+    ) -> BoxFuture<'static, Result<AnyOutput, MediatorError>>;
 }
 
 /// A generic [`Behavior`] in the pipeline.
@@ -386,12 +387,12 @@ pub(crate) struct Generic<B>(pub(crate) B);
 
 impl<B: Behavior> DynBehavior for Generic<B> {
     fn handle_dyn(
-        &self,
+        self: Arc<Self>,
         request: AnyRequest,
         ctx: RequestContext,
         next: Next,
-    ) -> BoxFuture<'_, Result<AnyOutput, MediatorError>> {
-        Box::pin(self.0.handle(request, ctx, next))
+    ) -> BoxFuture<'static, Result<AnyOutput, MediatorError>> {
+        Box::pin(async move { self.0.handle(request, ctx, next).await })
     }
 }
 
@@ -412,11 +413,11 @@ impl<R, B> ForRequest<R, B> {
 
 impl<R: Request, B: RequestBehavior<R>> DynBehavior for ForRequest<R, B> {
     fn handle_dyn(
-        &self,
+        self: Arc<Self>,
         request: AnyRequest,
         ctx: RequestContext,
         next: Next,
-    ) -> BoxFuture<'_, Result<AnyOutput, MediatorError>> {
+    ) -> BoxFuture<'static, Result<AnyOutput, MediatorError>> {
         Box::pin(async move {
             let info = request.info();
             match request.into_inner::<R>() {

@@ -26,7 +26,9 @@ pub struct RequestId(Repr);
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum Repr {
-    Made(u128),
+    /// The UUID's high and low halves (two words rather than a `u128`, which would double the
+    /// alignment and so the size of every context).
+    Made(u64, u64),
     Given(Arc<str>),
 }
 
@@ -58,7 +60,7 @@ impl RequestId {
         // UUID version 8: the version nibble in bits 76..80, the variant `10` in bits 62..64.
         let high = (prefix & !0xF000) | 0x8000;
         let low = (sequence & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000;
-        Self(Repr::Made((u128::from(high) << 64) | u128::from(low)))
+        Self(Repr::Made(high, low))
     }
 
     /// An id given from elsewhere, kept as it is.
@@ -76,7 +78,10 @@ impl Default for RequestId {
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Repr::Made(bits) => fmt::Display::fmt(&uuid::Uuid::from_u128(*bits).hyphenated(), f),
+            Repr::Made(high, low) => {
+                let bits = (u128::from(*high) << 64) | u128::from(*low);
+                fmt::Display::fmt(&uuid::Uuid::from_u128(bits).hyphenated(), f)
+            }
             Repr::Given(id) => f.write_str(id),
         }
     }
@@ -100,7 +105,7 @@ impl fmt::Debug for RequestId {
 /// outbox, so those events carry the request's correlation id and name the request as their
 /// cause.
 ///
-/// Creating one allocates nothing; cloning one copies a few reference counts.
+/// Creating one allocates nothing; cloning one copies at most two reference counts.
 ///
 /// ```
 /// use ferry_core::mediator::RequestContext;
@@ -113,10 +118,16 @@ impl fmt::Debug for RequestId {
 #[derive(Clone, Debug, Default)]
 pub struct RequestContext {
     request_id: RequestId,
-    correlation_id: Option<Arc<str>>,
-    causation_id: Option<Arc<str>>,
-    traceparent: Option<Arc<str>>,
+    /// The ids set from outside, shared: most requests have none, and a clone stays small.
+    ids: Option<Arc<Ids>>,
     cancellation: Option<CancellationToken>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Ids {
+    correlation_id: Option<String>,
+    causation_id: Option<String>,
+    traceparent: Option<String>,
 }
 
 impl RequestContext {
@@ -143,9 +154,11 @@ impl RequestContext {
             .unwrap_or(envelope.id.as_str());
         Self {
             request_id: RequestId::new(),
-            correlation_id: Some(correlation.into()),
-            causation_id: Some(envelope.id.as_str().into()),
-            traceparent: envelope.traceparent.as_deref().map(Arc::from),
+            ids: Some(Arc::new(Ids {
+                correlation_id: Some(correlation.to_owned()),
+                causation_id: Some(envelope.id.clone()),
+                traceparent: envelope.traceparent.clone(),
+            })),
             cancellation: None,
         }
     }
@@ -155,11 +168,17 @@ impl RequestContext {
     pub fn child(&self) -> Self {
         Self {
             request_id: RequestId::new(),
-            correlation_id: Some(self.correlation_id().into()),
-            causation_id: Some(self.request_id.to_string().into()),
-            traceparent: self.traceparent.clone(),
+            ids: Some(Arc::new(Ids {
+                correlation_id: Some(self.correlation_id().into_owned()),
+                causation_id: Some(self.request_id.to_string()),
+                traceparent: self.traceparent().map(str::to_owned),
+            })),
             cancellation: self.cancellation.clone(),
         }
+    }
+
+    fn ids_mut(&mut self) -> &mut Ids {
+        Arc::make_mut(self.ids.get_or_insert_with(Arc::default))
     }
 
     /// Sets the request id (e.g. an HTTP request id).
@@ -169,20 +188,20 @@ impl RequestContext {
     }
 
     /// Sets the correlation id: the conversation this request belongs to.
-    pub fn with_correlation_id(mut self, id: impl Into<Arc<str>>) -> Self {
-        self.correlation_id = Some(id.into());
+    pub fn with_correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.ids_mut().correlation_id = Some(id.into());
         self
     }
 
     /// Sets the causation id: the id of the message or request that caused this one.
-    pub fn with_causation_id(mut self, id: impl Into<Arc<str>>) -> Self {
-        self.causation_id = Some(id.into());
+    pub fn with_causation_id(mut self, id: impl Into<String>) -> Self {
+        self.ids_mut().causation_id = Some(id.into());
         self
     }
 
     /// Sets the W3C trace context carried into published events.
-    pub fn with_traceparent(mut self, traceparent: impl Into<Arc<str>>) -> Self {
-        self.traceparent = Some(traceparent.into());
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.ids_mut().traceparent = Some(traceparent.into());
         self
     }
 
@@ -200,7 +219,11 @@ impl RequestContext {
 
     /// The correlation id: the one set, or else this request's id.
     pub fn correlation_id(&self) -> Cow<'_, str> {
-        match &self.correlation_id {
+        match self
+            .ids
+            .as_deref()
+            .and_then(|ids| ids.correlation_id.as_deref())
+        {
             Some(id) => Cow::Borrowed(id),
             None => Cow::Owned(self.request_id.to_string()),
         }
@@ -208,12 +231,12 @@ impl RequestContext {
 
     /// The id of what caused this request, if known.
     pub fn causation_id(&self) -> Option<&str> {
-        self.causation_id.as_deref()
+        self.ids.as_deref()?.causation_id.as_deref()
     }
 
     /// The W3C trace context, if any.
     pub fn traceparent(&self) -> Option<&str> {
-        self.traceparent.as_deref()
+        self.ids.as_deref()?.traceparent.as_deref()
     }
 
     /// The cancellation token, if one was set.
@@ -242,7 +265,7 @@ impl RequestContext {
         PublishOptions {
             correlation_id: Some(self.correlation_id().into_owned()),
             causation_id: Some(self.request_id.to_string()),
-            traceparent: self.traceparent.as_deref().map(str::to_owned),
+            traceparent: self.traceparent().map(str::to_owned),
             ..PublishOptions::default()
         }
     }
@@ -311,6 +334,24 @@ mod tests {
         let ctx = RequestContext::new().with_request_id("req-1");
         assert_eq!(ctx.request_id().to_string(), "req-1");
         assert_eq!(ctx.publish_options().causation_id.as_deref(), Some("req-1"));
+    }
+
+    #[test]
+    fn setting_ids_on_a_clone_leaves_the_original_alone() {
+        let original = RequestContext::new().with_correlation_id("c-1");
+        let changed = original
+            .clone()
+            .with_correlation_id("c-2")
+            .with_causation_id("x");
+        assert_eq!(original.correlation_id(), "c-1");
+        assert_eq!(original.causation_id(), None);
+        assert_eq!(changed.correlation_id(), "c-2");
+        assert_eq!(changed.causation_id(), Some("x"));
+    }
+
+    #[test]
+    fn a_context_is_small() {
+        assert!(std::mem::size_of::<RequestContext>() <= 40);
     }
 
     #[test]
