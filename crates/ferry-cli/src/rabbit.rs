@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry::rabbitmq::{DlqSelection, RabbitMq, RabbitMqOptions, redact_url};
+use ferry::rabbitmq::{RabbitMq, RabbitMqOptions, redact_url};
 
 use crate::{Global, demo::DemoTransport, error::CliError};
 

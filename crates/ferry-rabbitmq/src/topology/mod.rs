@@ -228,6 +228,19 @@ pub(crate) async fn inspect_queue(
         timeout,
     )
     .await
+    .map_err(|e| match e.topology() {
+        // A look, not a passive topology: no hint about topology modes.
+        Some(TopologyError::NotFound {
+            kind, name, reply, ..
+        }) => TopologyError::NotFound {
+            kind: *kind,
+            name: name.clone(),
+            hint: String::new(),
+            reply: reply.clone(),
+        }
+        .into(),
+        _ => e,
+    })
 }
 
 /// Binds a queue to an exchange with a pattern (skipped in passive mode).

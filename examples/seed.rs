@@ -1,0 +1,361 @@
+//! The seed page ("Integration Events via RabbitMQ") walked through in Rust, section by section,
+//! and run end to end against RabbitMQ and an embedded SQLite database:
+//!
+//! ```sh
+//! cargo run --example seed
+//! ```
+//!
+//! The README quotes this file; a test checks that every Rust block of the README appears here
+//! word for word, so what the README shows is what CI compiles.
+
+use std::time::Duration;
+
+use ferry::{
+    CancellationToken, HandlerError, IntegrationEvent, IntegrationEventHandler, MessageContext,
+    OutboxRelay, PublishError, PublishOptions, RetryPolicy,
+    mediator::{
+        Mediator, Request, RequestContext, RequestHandler, TracingBehavior, Validate,
+        ValidationErrors,
+    },
+    rabbitmq::{ExchangeKind, RabbitMq, RabbitMqError, RabbitMqOptions},
+    sqlite::{
+        SqliteInbox, SqliteOutbox,
+        sqlx::{self, SqlitePool},
+    },
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+// ## Event definition
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItemDto {
+    pub product_id: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, IntegrationEvent)]
+#[serde(rename_all = "camelCase")]
+#[event(name = "orders.order.created", version = 1)]
+pub struct OrderCreatedIntegrationEvent {
+    pub order_id: String,
+    pub customer_email: String,
+    pub total_amount: f64,
+    pub items: Vec<OrderItemDto>,
+}
+
+// ## Service registration
+
+pub async fn connect_rabbitmq() -> Result<RabbitMq, RabbitMqError> {
+    let options = RabbitMqOptions::new("amqp://guest:guest@localhost:5672/%2f")
+        .with_exchange("myapp.events")
+        .with_exchange_kind(ExchangeKind::Topic);
+    RabbitMq::connect(options).await
+}
+
+pub async fn open_outbox(
+    pool: &SqlitePool,
+) -> Result<(SqliteOutbox, SqliteInbox), ferry::sqlite::MigrateError> {
+    ferry::sqlite::migrate(pool).await?; // ferry's own tables and migration history
+    Ok((
+        SqliteOutbox::new(pool.clone()),
+        SqliteInbox::new(pool.clone()),
+    ))
+}
+
+// ## Publishing integration events: the command
+
+pub struct CreateOrderCommand {
+    pub customer_email: String,
+    pub items: Vec<OrderItemDto>,
+}
+
+impl Request for CreateOrderCommand {
+    type Output = String; // the new order's id
+}
+
+impl Validate for CreateOrderCommand {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        errors.ensure(
+            self.customer_email.contains('@'),
+            "customer_email",
+            "must be an e-mail address",
+        );
+        errors.ensure(
+            !self.items.is_empty(),
+            "items",
+            "an order needs at least one item",
+        );
+        errors.into_result()
+    }
+}
+
+fn new_order(command: CreateOrderCommand) -> OrderCreatedIntegrationEvent {
+    let total_amount = command
+        .items
+        .iter()
+        .map(|i| f64::from(i.quantity) * 9.95)
+        .sum();
+    OrderCreatedIntegrationEvent {
+        order_id: ferry::envelope::new_id(),
+        customer_email: command.customer_email,
+        total_amount,
+        items: command.items,
+    }
+}
+
+// ### Direct publishing
+
+pub struct DirectCreateOrderHandler {
+    publisher: RabbitMq,
+}
+
+impl RequestHandler<CreateOrderCommand> for DirectCreateOrderHandler {
+    type Error = PublishError;
+
+    async fn handle(
+        &self,
+        command: CreateOrderCommand,
+        ctx: RequestContext,
+    ) -> Result<String, PublishError> {
+        let order = new_order(command);
+        // Returns once the broker has confirmed the event; the command's correlation id goes with it.
+        self.publisher
+            .publish_with(&order, ctx.publish_options())
+            .await?;
+        Ok(order.order_id)
+    }
+}
+
+// ### Publishing via outbox (recommended)
+
+pub struct CreateOrderCommandHandler {
+    pool: SqlitePool,
+    outbox: SqliteOutbox,
+}
+
+impl RequestHandler<CreateOrderCommand> for CreateOrderCommandHandler {
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    async fn handle(
+        &self,
+        command: CreateOrderCommand,
+        ctx: RequestContext,
+    ) -> Result<String, Self::Error> {
+        let order = new_order(command);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO seed_orders (id, customer_email, total_amount) VALUES ($1, $2, $3)",
+        )
+        .bind(&order.order_id)
+        .bind(&order.customer_email)
+        .bind(order.total_amount)
+        .execute(&mut *tx)
+        .await?;
+        // Add to outbox (same transaction)
+        self.outbox
+            .add_with(&mut *tx, &order, ctx.publish_options())
+            .await?;
+        // Save everything atomically
+        tx.commit().await?;
+        Ok(order.order_id)
+    }
+}
+
+pub fn build_mediator(
+    pool: SqlitePool,
+    outbox: SqliteOutbox,
+) -> Result<Mediator, ferry::MediatorError> {
+    Mediator::builder()
+        .behavior(TracingBehavior) // a span per request
+        .validate::<CreateOrderCommand>() // an invalid command never reaches its handler
+        .command(CreateOrderCommandHandler { pool, outbox }) // a second handler would fail `build`
+        .build()
+}
+
+// ## Outbox processor
+
+pub fn start_relay(
+    outbox: SqliteOutbox,
+    publisher: RabbitMq,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), ferry::RelayError>> {
+    // Woken when rows are added; polls every second as a fallback; safe with many instances.
+    tokio::spawn(OutboxRelay::new(outbox, publisher).run(shutdown))
+}
+
+// ## Consuming integration events: the consumer handler
+
+pub struct OrderCreatedIntegrationEventHandler {
+    pool: SqlitePool,
+    inbox: SqliteInbox,
+    handled: mpsc::UnboundedSender<String>,
+}
+
+impl IntegrationEventHandler<OrderCreatedIntegrationEvent> for OrderCreatedIntegrationEventHandler {
+    async fn handle(
+        &self,
+        event: OrderCreatedIntegrationEvent,
+        ctx: MessageContext,
+    ) -> Result<(), HandlerError> {
+        tracing::info!(order_id = %event.order_id, "processing OrderCreated");
+        let mut tx = self.pool.begin().await?;
+        // Idempotency: the inbox row and the handler's writes commit together, or not at all.
+        if !self
+            .inbox
+            .try_insert(&mut *tx, ctx.consumer(), ctx.message_id())
+            .await?
+        {
+            return Ok(()); // already processed
+        }
+        for item in &event.items {
+            sqlx::query("INSERT INTO seed_reservations (order_id, product_id, quantity) VALUES ($1, $2, $3)")
+                .bind(&event.order_id)
+                .bind(&item.product_id)
+                .bind(i64::from(item.quantity))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(email = %event.customer_email, "Your order {} has been confirmed.", event.order_id);
+        let _ = self.handled.send(event.order_id);
+        Ok(())
+    }
+}
+
+// ## Consumer configuration, retry policy and dead-letter exchange
+
+pub async fn start_inventory_consumer(
+    bus: &RabbitMq,
+    handler: OrderCreatedIntegrationEventHandler,
+) -> Result<ferry::ConsumerHandle, RabbitMqError> {
+    bus.consumer("inventory.order-created")
+        .bind("orders.order.created")
+        .prefetch(10)
+        .retry(RetryPolicy::exponential(3, Duration::from_secs(1))) // 1 s, 2 s, 4 s
+        .dead_letter("myapp.dlx")
+        .handle::<OrderCreatedIntegrationEvent>(handler)
+        .start()
+        .await
+}
+
+// ## Dead letter queue
+
+pub async fn start_dead_letter_consumer(
+    bus: &RabbitMq,
+) -> Result<ferry::ConsumerHandle, RabbitMqError> {
+    bus.dead_letter_consumer("myapp.dlq")
+        .exchange("myapp.dlx")
+        .on_dead_letter(|dead_letter| async move {
+            tracing::error!(
+                message_id = ?dead_letter.message_id(),
+                fault = %dead_letter.fault,
+                "message moved to DLQ"
+            );
+            Ok(())
+        })
+        .start()
+        .await
+}
+
+// ## Routing keys
+
+pub async fn publish_with_routing_key(
+    bus: &RabbitMq,
+    event: &OrderCreatedIntegrationEvent,
+) -> Result<String, PublishError> {
+    let options = PublishOptions {
+        routing_key: Some("orders.order.created".into()),
+        ..PublishOptions::default()
+    };
+    bus.publish_with(event, options).await
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter("info,lapin=warn")
+        .init();
+    let bus = connect_rabbitmq().await?;
+    let file = std::env::temp_dir().join(format!("ferry-seed-{}.sqlite", std::process::id()));
+    let pool = SqlitePool::connect(&format!("sqlite://{}?mode=rwc", file.display())).await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS seed_orders (id TEXT PRIMARY KEY, customer_email TEXT, total_amount REAL)").execute(&pool).await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS seed_reservations (order_id TEXT, product_id TEXT, quantity INTEGER)").execute(&pool).await?;
+    let (outbox, inbox) = open_outbox(&pool).await?;
+
+    let shutdown = CancellationToken::new();
+    let (handled_tx, mut handled) = mpsc::unbounded_channel();
+    let dlq = start_dead_letter_consumer(&bus).await?;
+    let inventory = start_inventory_consumer(
+        &bus,
+        OrderCreatedIntegrationEventHandler {
+            pool: pool.clone(),
+            inbox,
+            handled: handled_tx,
+        },
+    )
+    .await?;
+    let relay = start_relay(outbox.clone(), bus.clone(), shutdown.clone());
+
+    // Through the outbox (the recommended way) …
+    let mediator = build_mediator(pool.clone(), outbox)?;
+    let items = vec![OrderItemDto {
+        product_id: "book-42".into(),
+        quantity: 2,
+    }];
+    let ctx = RequestContext::new().with_correlation_id("checkout-1");
+    let first = mediator
+        .send_with(
+            CreateOrderCommand {
+                customer_email: "ada@example.com".into(),
+                items: items.clone(),
+            },
+            ctx,
+        )
+        .await?;
+    // … and directly.
+    let direct = Mediator::builder()
+        .command(DirectCreateOrderHandler {
+            publisher: bus.clone(),
+        })
+        .build()?;
+    let second = direct
+        .send(CreateOrderCommand {
+            customer_email: "grace@example.com".into(),
+            items,
+        })
+        .await?;
+    // An invalid command never reaches its handler.
+    let invalid = mediator
+        .send(CreateOrderCommand {
+            customer_email: "nobody".into(),
+            items: vec![],
+        })
+        .await;
+    assert!(invalid.is_err());
+
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(10), handled.recv()).await {
+            Ok(Some(order_id)) => seen.push(order_id),
+            _ => return Err("the orders were not handled within 10 s".into()),
+        }
+    }
+    seen.sort();
+    let mut expected = vec![first, second];
+    expected.sort();
+    assert_eq!(seen, expected);
+    println!("handled orders {} and {}", expected[0], expected[1]);
+
+    shutdown.cancel();
+    inventory.shutdown().await;
+    dlq.shutdown().await;
+    relay.await??;
+    bus.close().await;
+    pool.close().await;
+    let _ = std::fs::remove_file(&file);
+    Ok(())
+}
