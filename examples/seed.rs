@@ -164,6 +164,8 @@ impl RequestHandler<CreateOrderCommand> for CreateOrderCommandHandler {
     }
 }
 
+// ### Mediator registration
+
 pub fn build_mediator(
     pool: SqlitePool,
     outbox: SqliteOutbox,
@@ -272,6 +274,8 @@ pub async fn publish_with_routing_key(
     };
     bus.publish_with(event, options).await
 }
+
+// ## Running it
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

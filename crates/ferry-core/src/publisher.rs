@@ -59,6 +59,12 @@ impl PublishError {
 /// [`PublisherExt`] build on this trait, so any transport runs them unchanged.
 #[async_trait]
 pub trait Publisher: Send + Sync {
+    /// The source events published through [`PublisherExt`] carry when the options name none
+    /// (`None`: ferry's default).
+    fn default_source(&self) -> Option<&str> {
+        None
+    }
+
     /// Publishes one message and waits for its confirm.
     async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError>;
 
@@ -77,6 +83,10 @@ pub trait Publisher: Send + Sync {
 
 #[async_trait]
 impl<P: Publisher + ?Sized> Publisher for std::sync::Arc<P> {
+    fn default_source(&self) -> Option<&str> {
+        (**self).default_source()
+    }
+
     async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
         (**self).publish_message(message).await
     }
@@ -189,7 +199,7 @@ pub trait PublisherExt: Publisher {
         event: &E,
         options: PublishOptions,
     ) -> Result<String, PublishError> {
-        let message = options.message_for(event, None)?;
+        let message = options.message_for(event, self.default_source())?;
         let id = message.id().to_owned();
         self.publish_message(message).await?;
         Ok(id)

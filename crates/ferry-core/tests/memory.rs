@@ -46,6 +46,7 @@ async fn routes_by_topic_pattern_and_refuses_unroutable() {
     let consumer = bus
         .consumer("q")
         .bind("orders.order.*")
+        .dead_letter("dlx")
         .handle::<OrderCreated>(move |e: OrderCreated, _| {
             let tx = tx.clone();
             async move {
@@ -87,6 +88,7 @@ async fn duplicate_handler_is_a_start_error() {
     let bus = MemoryBus::new("ev");
     let err = bus
         .consumer("q-dup")
+        .dead_letter("dlx")
         .handle::<OrderCreated>(|_: OrderCreated, _| async { Ok(()) })
         .handle::<OrderCreated>(|_: OrderCreated, _| async { Ok(()) })
         .start()
@@ -158,6 +160,7 @@ async fn relay_publishes_committed_events_once_and_rollback_nothing() {
     let consumer = bus
         .consumer("q-relay")
         .bind("orders.order.created")
+        .dead_letter("dlx")
         .inbox(inbox.clone())
         .handle::<OrderCreated>(move |_: OrderCreated, _| {
             let c = Arc::clone(&c);

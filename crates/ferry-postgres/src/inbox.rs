@@ -100,7 +100,8 @@ impl PgInbox {
         conn: &mut PgConnection,
         ctx: &MessageContext,
     ) -> Result<bool, InboxError> {
-        self.try_insert(conn, ctx.consumer(), ctx.message_id()).await
+        self.try_insert(conn, ctx.consumer(), ctx.message_id())
+            .await
     }
 
     /// Deletes records processed more than `age` ago, in bounded batches; returns how many.
@@ -137,14 +138,13 @@ impl PgInbox {
 #[async_trait]
 impl Inbox for PgInbox {
     async fn is_processed(&self, consumer: &str, message_id: &str) -> Result<bool, InboxError> {
-        let found: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM ferry_inbox WHERE consumer = $1 AND message_id = $2",
-        )
-        .bind(consumer)
-        .bind(message_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(inbox_error)?;
+        let found: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM ferry_inbox WHERE consumer = $1 AND message_id = $2")
+                .bind(consumer)
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(inbox_error)?;
         Ok(found.is_some())
     }
 

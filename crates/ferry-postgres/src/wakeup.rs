@@ -82,7 +82,10 @@ async fn listen(wakeup: &Wakeup, pool: &PgPool) {
     loop {
         match subscribe(pool).await {
             Ok(mut listener) => {
-                tracing::debug!(channel = NOTIFY_CHANNEL, "listening for outbox notifications");
+                tracing::debug!(
+                    channel = NOTIFY_CHANNEL,
+                    "listening for outbox notifications"
+                );
                 backoff = Duration::from_millis(100);
                 // Rows may have come while no one listened.
                 wakeup.bump();

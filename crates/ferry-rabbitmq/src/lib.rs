@@ -344,6 +344,10 @@ impl RabbitMq {
 
 #[async_trait]
 impl Publisher for RabbitMq {
+    fn default_source(&self) -> Option<&str> {
+        Some(self.options().source())
+    }
+
     async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
         self.publish_one(message).await
     }

@@ -96,7 +96,8 @@ impl SqliteInbox {
         conn: &mut SqliteConnection,
         ctx: &MessageContext,
     ) -> Result<bool, InboxError> {
-        self.try_insert(conn, ctx.consumer(), ctx.message_id()).await
+        self.try_insert(conn, ctx.consumer(), ctx.message_id())
+            .await
     }
 
     /// Deletes records processed more than `age` ago, in bounded batches; returns how many.
@@ -131,14 +132,13 @@ impl SqliteInbox {
 #[async_trait]
 impl Inbox for SqliteInbox {
     async fn is_processed(&self, consumer: &str, message_id: &str) -> Result<bool, InboxError> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM ferry_inbox WHERE consumer = ?1 AND message_id = ?2",
-        )
-        .bind(consumer)
-        .bind(message_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(inbox_error)?;
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM ferry_inbox WHERE consumer = ?1 AND message_id = ?2")
+                .bind(consumer)
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(inbox_error)?;
         Ok(found.is_some())
     }
 

@@ -56,7 +56,9 @@ async fn handle(
         .add_with(&mut *tx, &ItemAdded::new(1), PublishOptions::caused_by(ctx))
         .await?;
     if fail {
-        return Err(HandlerError::transient("the handler failed after its writes"));
+        return Err(HandlerError::transient(
+            "the handler failed after its writes",
+        ));
     }
     tx.commit().await?;
     Ok(true)
@@ -66,18 +68,29 @@ async fn handle(
 async fn the_same_message_three_times_changes_the_database_once() {
     let db = TestDb::new().await;
     create_reservations(&db.pool).await;
-    let (inbox, outbox) = (SqliteInbox::new(db.pool.clone()), SqliteOutbox::new(db.pool.clone()));
+    let (inbox, outbox) = (
+        SqliteInbox::new(db.pool.clone()),
+        SqliteOutbox::new(db.pool.clone()),
+    );
     let ctx = delivery("msg-1");
     let mut handled = Vec::new();
     for _ in 0..3 {
-        handled.push(handle(&db.pool, &inbox, &outbox, &ctx, false).await.unwrap());
+        handled.push(
+            handle(&db.pool, &inbox, &outbox, &ctx, false)
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(handled, vec![true, false, false]);
     assert_eq!(reservations(&db.pool).await, 1);
     assert_eq!(outbox.stats().await.unwrap().pending, 1);
     // Another consumer is another key.
     let other = MessageContext::new(ctx.envelope().clone(), "billing.order-created", "k", 1);
-    assert!(handle(&db.pool, &inbox, &outbox, &other, false).await.unwrap());
+    assert!(
+        handle(&db.pool, &inbox, &outbox, &other, false)
+            .await
+            .unwrap()
+    );
     assert_eq!(reservations(&db.pool).await, 2);
     db.close().await;
 }
@@ -86,7 +99,10 @@ async fn the_same_message_three_times_changes_the_database_once() {
 async fn two_copies_at_the_same_moment_change_the_database_once() {
     let db = TestDb::new().await;
     create_reservations(&db.pool).await;
-    let (inbox, outbox) = (SqliteInbox::new(db.pool.clone()), SqliteOutbox::new(db.pool.clone()));
+    let (inbox, outbox) = (
+        SqliteInbox::new(db.pool.clone()),
+        SqliteOutbox::new(db.pool.clone()),
+    );
     for commit_first in [true, false] {
         let id = format!("msg-concurrent-{commit_first}");
         let ctx = delivery(&id);
@@ -105,7 +121,11 @@ async fn two_copies_at_the_same_moment_change_the_database_once() {
                     .execute(&mut *tx)
                     .await?;
                 outbox
-                    .add_with(&mut *tx, &ItemAdded::new(1), PublishOptions::caused_by(&ctx))
+                    .add_with(
+                        &mut *tx,
+                        &ItemAdded::new(1),
+                        PublishOptions::caused_by(&ctx),
+                    )
                     .await?;
                 if commit_first {
                     tx.commit().await?;
@@ -117,7 +137,9 @@ async fn two_copies_at_the_same_moment_change_the_database_once() {
         };
         // Copy two arrives while copy one is in its transaction: it waits on the key.
         inserted_rx.await.unwrap();
-        let second = handle(&db.pool, &inbox, &outbox, &ctx, false).await.unwrap();
+        let second = handle(&db.pool, &inbox, &outbox, &ctx, false)
+            .await
+            .unwrap();
         assert!(first.await.unwrap().unwrap());
         // Committed first: the second is a duplicate. Rolled back: the second does the work.
         assert_eq!(second, !commit_first);
@@ -136,15 +158,31 @@ async fn two_copies_at_the_same_moment_change_the_database_once() {
 async fn a_handler_error_rolls_back_its_writes_its_events_and_the_inbox_row() {
     let db = TestDb::new().await;
     create_reservations(&db.pool).await;
-    let (inbox, outbox) = (SqliteInbox::new(db.pool.clone()), SqliteOutbox::new(db.pool.clone()));
+    let (inbox, outbox) = (
+        SqliteInbox::new(db.pool.clone()),
+        SqliteOutbox::new(db.pool.clone()),
+    );
     let ctx = delivery("msg-fails-once");
     assert!(handle(&db.pool, &inbox, &outbox, &ctx, true).await.is_err());
     assert_eq!(reservations(&db.pool).await, 0);
-    assert!(!inbox.is_processed(CONSUMER, "msg-fails-once").await.unwrap());
+    assert!(
+        !inbox
+            .is_processed(CONSUMER, "msg-fails-once")
+            .await
+            .unwrap()
+    );
     assert_eq!(outbox.stats().await.unwrap().pending, 0);
     // The redelivery does the work, once.
-    assert!(handle(&db.pool, &inbox, &outbox, &ctx, false).await.unwrap());
-    assert!(!handle(&db.pool, &inbox, &outbox, &ctx, false).await.unwrap());
+    assert!(
+        handle(&db.pool, &inbox, &outbox, &ctx, false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !handle(&db.pool, &inbox, &outbox, &ctx, false)
+            .await
+            .unwrap()
+    );
     assert_eq!(reservations(&db.pool).await, 1);
     db.close().await;
 }
@@ -153,14 +191,24 @@ async fn a_handler_error_rolls_back_its_writes_its_events_and_the_inbox_row() {
 async fn events_added_by_a_handler_carry_correlation_and_causation() {
     let db = TestDb::new().await;
     create_reservations(&db.pool).await;
-    let (inbox, outbox) = (SqliteInbox::new(db.pool.clone()), SqliteOutbox::new(db.pool.clone()));
+    let (inbox, outbox) = (
+        SqliteInbox::new(db.pool.clone()),
+        SqliteOutbox::new(db.pool.clone()),
+    );
     let ctx = delivery("msg-parent");
-    assert!(handle(&db.pool, &inbox, &outbox, &ctx, false).await.unwrap());
+    assert!(
+        handle(&db.pool, &inbox, &outbox, &ctx, false)
+            .await
+            .unwrap()
+    );
     let claimed = outbox.claim(10, Duration::from_secs(5)).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let decoded = codec::decode(&claimed[0].message.message).unwrap();
     assert_eq!(decoded.envelope.id, claimed[0].id);
-    assert_eq!(decoded.envelope.correlation_id.as_deref(), Some("checkout-1"));
+    assert_eq!(
+        decoded.envelope.correlation_id.as_deref(),
+        Some("checkout-1")
+    );
     assert_eq!(decoded.envelope.causation_id.as_deref(), Some("msg-parent"));
     db.close().await;
 }
@@ -174,12 +222,17 @@ async fn the_inbox_trait_records_once_and_cleanup_removes_old_records() {
     assert!(!inbox.mark_processed("q", "m-1").await.unwrap());
     assert!(inbox.is_processed("q", "m-1").await.unwrap());
     for i in 0..2500 {
-        inbox.mark_processed("old", &format!("m-{i}")).await.unwrap();
+        inbox
+            .mark_processed("old", &format!("m-{i}"))
+            .await
+            .unwrap();
     }
-    sqlx::query("UPDATE ferry_inbox SET processed_at = processed_at - 30 * 86400000 WHERE consumer = 'old'")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE ferry_inbox SET processed_at = processed_at - 30 * 86400000 WHERE consumer = 'old'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
     let deleted = inbox
         .cleanup_older_than(Duration::from_secs(7 * 24 * 3600))
         .await

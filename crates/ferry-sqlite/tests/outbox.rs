@@ -6,7 +6,7 @@ use std::{collections::HashMap, time::Duration};
 
 use common::*;
 use ferry_core::{OutboxStatus, OutboxStore, PublishOptions, RelayOptions};
-use ferry_sqlite::{SqliteOutbox, RetryOutcome, sqlx};
+use ferry_sqlite::{RetryOutcome, SqliteOutbox, sqlx};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -73,7 +73,10 @@ async fn a_rolled_back_transaction_publishes_nothing_and_a_committed_one_exactly
     assert_ne!(published[0].id(), rolled_back);
     assert_eq!(published[0].routing_key, "tests.custom.key");
     assert_eq!(n_of(&published[0]), 2);
-    assert_eq!(status_of(&db.pool, &committed).await, ("published".into(), 0));
+    assert_eq!(
+        status_of(&db.pool, &committed).await,
+        ("published".into(), 0)
+    );
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ferry_outbox")
         .fetch_one(&db.pool)
         .await
@@ -126,7 +129,13 @@ async fn the_row_holds_exactly_what_is_sent() {
         row.message.message.header_str("ce-correlationid"),
         Some("corr-9")
     );
-    assert_eq!(row.message.message.header_str("x-tenant").or(row.message.message.header_str("ce-x-tenant")), Some("acme"));
+    assert_eq!(
+        row.message
+            .message
+            .header_str("x-tenant")
+            .or(row.message.message.header_str("ce-x-tenant")),
+        Some("acme")
+    );
     let mut got = row.message.message.properties.clone();
     let mut want = expected.message.properties.clone();
     got.timestamp = None;
@@ -188,7 +197,10 @@ async fn three_relays_drain_ten_thousand_rows_each_published_once() {
         *seen.entry(id).or_default() += 1;
     }
     assert_eq!(seen.len(), 10_000);
-    assert!(seen.values().all(|&c| c == 1), "an event was published twice");
+    assert!(
+        seen.values().all(|&c| c == 1),
+        "an event was published twice"
+    );
     assert!(ids.iter().all(|id| seen.contains_key(id)));
     let stats = writer.stats().await.unwrap();
     assert_eq!((stats.pending, stats.published, stats.dead), (0, 10_000, 0));
@@ -213,7 +225,10 @@ async fn a_relay_killed_while_holding_a_lease_does_not_strand_its_rows() {
             ..fast_relay()
         },
     );
-    wait_until(LIMIT, "the doomed relay claimed", || async { stuck.calls() > 0 }).await;
+    wait_until(LIMIT, "the doomed relay claimed", || async {
+        stuck.calls() > 0
+    })
+    .await;
     doomed.task.abort();
     let _ = doomed.task.await;
     // And a claim that is never marked.
@@ -237,9 +252,11 @@ async fn a_relay_killed_while_holding_a_lease_does_not_strand_its_rows() {
         publisher.clone(),
         fast_relay(),
     );
-    wait_until(LIMIT, "the leased rows are published after the lease", || async {
-        outbox.stats().await.unwrap().pending == 0
-    })
+    wait_until(
+        LIMIT,
+        "the leased rows are published after the lease",
+        || async { outbox.stats().await.unwrap().pending == 0 },
+    )
     .await;
     relay.stop().await;
     let mut got = publisher.ids();
@@ -283,9 +300,11 @@ async fn an_unavailable_broker_keeps_rows_pending_without_attempts_and_without_s
         assert_eq!(status_of(&db.pool, id).await, ("pending".into(), 0));
     }
     publisher.set_unavailable(false);
-    wait_until(LIMIT, "everything published once the broker is back", || async {
-        publisher.count() == ids.len()
-    })
+    wait_until(
+        LIMIT,
+        "everything published once the broker is back",
+        || async { publisher.count() == ids.len() },
+    )
     .await;
     relay.stop().await;
     assert_eq!(outbox.stats().await.unwrap().pending, 0);
@@ -324,7 +343,10 @@ async fn an_unpublishable_row_goes_dead_after_its_attempts_and_retry_brings_it_b
     assert_eq!(status_of(&db.pool, &good).await.0, "published");
     let row = outbox.row(&bad).await.unwrap().unwrap();
     assert!(
-        row.last_error.as_deref().unwrap_or("").contains("unroutable"),
+        row.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("unroutable"),
         "{row:?}"
     );
     let stats = outbox.stats().await.unwrap();
@@ -372,7 +394,14 @@ async fn retry_all_dead_brings_back_every_dead_row() {
     assert_eq!(retried, want);
     let stats = outbox.stats().await.unwrap();
     assert_eq!((stats.pending, stats.dead), (5, 0));
-    assert_eq!(outbox.claim(10, Duration::from_secs(5)).await.unwrap().len(), 5);
+    assert_eq!(
+        outbox
+            .claim(10, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
     db.close().await;
 }
 
@@ -384,7 +413,14 @@ async fn a_failed_row_backs_off_and_release_counts_no_attempt() {
     add_many(&db.pool, &outbox, 2, 2, |_| None).await;
     let claimed = outbox.claim(10, Duration::from_secs(30)).await.unwrap();
     assert_eq!(claimed.len(), 2);
-    assert!(outbox.claim(10, Duration::from_secs(30)).await.unwrap().is_empty(), "leased");
+    assert!(
+        outbox
+            .claim(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased"
+    );
     outbox
         .mark_failed(&[ferry_core::OutboxFailure {
             id: claimed[0].id.clone(),
@@ -406,7 +442,10 @@ async fn a_failed_row_backs_off_and_release_counts_no_attempt() {
     .await
     .unwrap();
     assert!((50.0..=61.0).contains(&backoff_s), "backoff {backoff_s}");
-    assert_eq!(status_of(&db.pool, &claimed[0].id).await, ("pending".into(), 1));
+    assert_eq!(
+        status_of(&db.pool, &claimed[0].id).await,
+        ("pending".into(), 1)
+    );
     db.close().await;
 }
 
@@ -476,7 +515,13 @@ async fn a_partition_waits_for_its_failed_head() {
         }])
         .await
         .unwrap();
-    assert!(outbox.claim(10, Duration::from_secs(30)).await.unwrap().is_empty());
+    assert!(
+        outbox
+            .claim(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Dead heads no longer hold it back.
     sqlx::query("UPDATE ferry_outbox SET status = 'dead' WHERE id = ?1")
         .bind(&first[0].id)
@@ -485,7 +530,11 @@ async fn a_partition_waits_for_its_failed_head() {
         .unwrap();
     let next = outbox.claim(10, Duration::from_secs(30)).await.unwrap();
     let ns: Vec<u64> = next.iter().map(|m| n_of(&m.message)).collect();
-    assert_eq!(ns, vec![1, 2], "the rest of partition a, in order, in one batch");
+    assert_eq!(
+        ns,
+        vec![1, 2],
+        "the rest of partition a, in order, in one batch"
+    );
     db.close().await;
 }
 
@@ -513,9 +562,11 @@ async fn an_add_wakes_the_relays_of_the_process_once_it_commits() {
         // The signal comes at the add; the commit comes later.
         tokio::time::sleep(Duration::from_millis(300)).await;
         tx.commit().await.unwrap();
-        wait_until(Duration::from_secs(30), "the add wakes the relay", || async {
-            publisher.count() as u64 == n + 1
-        })
+        wait_until(
+            Duration::from_secs(30),
+            "the add wakes the relay",
+            || async { publisher.count() as u64 == n + 1 },
+        )
         .await;
     }
     // A rolled-back add wakes the relay for nothing, and it goes back to sleep.
@@ -527,9 +578,11 @@ async fn an_add_wakes_the_relays_of_the_process_once_it_commits() {
     writer.add(&mut *tx, &ItemAdded::new(3)).await.unwrap();
     tx.commit().await.unwrap();
     writer.notify();
-    wait_until(Duration::from_secs(30), "notify wakes the relay", || async {
-        publisher.count() == 4
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "notify wakes the relay",
+        || async { publisher.count() == 4 },
+    )
     .await;
     relay.stop().await;
     let ns: Vec<u64> = publisher.published().iter().map(n_of).collect();
@@ -540,10 +593,11 @@ async fn an_add_wakes_the_relays_of_the_process_once_it_commits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_only_old_published_rows_in_batches() {
     let db = TestDb::new().await;
-    let outbox = SqliteOutbox::new(db.pool.clone()).with_options(ferry_sqlite::SqliteOutboxOptions {
-        cleanup_batch: 7,
-        ..Default::default()
-    });
+    let outbox =
+        SqliteOutbox::new(db.pool.clone()).with_options(ferry_sqlite::SqliteOutboxOptions {
+            cleanup_batch: 7,
+            ..Default::default()
+        });
     let ids = add_many(&db.pool, &outbox, 40, 40, |_| None).await;
     outbox.mark_published(&ids[..30]).await.unwrap();
     // 25 of the published rows are eight days old.
@@ -570,11 +624,13 @@ async fn stats_and_list_report_the_table() {
     assert_eq!(empty.oldest_pending_age_s, None);
     let ids = add_many(&db.pool, &outbox, 6, 6, |_| None).await;
     outbox.mark_published(&ids[..2]).await.unwrap();
-    sqlx::query("UPDATE ferry_outbox SET status = 'dead', created_at = created_at - 3600000 WHERE id = ?1")
-        .bind(&ids[2])
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE ferry_outbox SET status = 'dead', created_at = created_at - 3600000 WHERE id = ?1",
+    )
+    .bind(&ids[2])
+    .execute(&db.pool)
+    .await
+    .unwrap();
     sqlx::query("UPDATE ferry_outbox SET created_at = created_at - 600000 WHERE id = ?1")
         .bind(&ids[3])
         .execute(&db.pool)

@@ -18,7 +18,12 @@ fn readme_rust_blocks_are_compiled_examples() {
     while let Some(start) = rest.find("```rust") {
         let body_start = start + rest[start..].find('\n').unwrap() + 1;
         let end = body_start + rest[body_start..].find("```").unwrap();
-        let block = squash(&rest[body_start..end]);
+        let body = &rest[body_start..end];
+        // The first line names the example's section (scripts/sync-readme.py).
+        let body = body
+            .strip_prefix("// seed: ")
+            .map_or(body, |b| b.split_once('\n').map_or("", |(_, code)| code));
+        let block = squash(body);
         assert!(
             examples.iter().any(|e| e.contains(&block)),
             "this README block is not in examples/seed.rs or examples/in_memory.rs:\n{}",

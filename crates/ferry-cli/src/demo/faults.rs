@@ -63,11 +63,12 @@ mod tests {
             max_retries: 3,
         };
         let ids: Vec<u64> = (0..20_000).collect();
+        let ids = ids.as_slice();
         let transient = ids
             .iter()
             .filter(|id| plan.fails_transiently(*id, 1))
             .count();
-        let permanent = ids.iter().filter(|id| plan.fails_permanently(*id)).count();
+        let permanent = ids.iter().filter(|&&id| plan.fails_permanently(id)).count();
         assert!((1_700..2_300).contains(&transient), "{transient}");
         assert!((300..500).contains(&permanent), "{permanent}");
         assert_eq!(
@@ -87,7 +88,7 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert!(
-            ids.iter().all(|id| !plan.fails_transiently(*id, 4)),
+            ids.iter().all(|&id| !plan.fails_transiently(id, 4)),
             "never past the retries"
         );
     }

@@ -35,7 +35,11 @@ impl Validate for CreateOrder {
             "customer_email",
             "must be an e-mail address",
         );
-        errors.ensure(!self.items.is_empty(), "items", "an order needs at least one item");
+        errors.ensure(
+            !self.items.is_empty(),
+            "items",
+            "an order needs at least one item",
+        );
         errors.ensure(
             self.items.iter().all(|i| i.quantity > 0),
             "items",
@@ -54,7 +58,11 @@ impl<D: DemoDb> RequestHandler<CreateOrder> for CreateOrderHandler<D> {
     type Error = anyhow::Error;
 
     async fn handle(&self, command: CreateOrder, ctx: RequestContext) -> anyhow::Result<String> {
-        let total: f64 = command.items.iter().map(|i| f64::from(i.quantity) * 9.95).sum();
+        let total: f64 = command
+            .items
+            .iter()
+            .map(|i| f64::from(i.quantity) * 9.95)
+            .sum();
         let event = OrderCreated {
             order_id: uuid::Uuid::now_v7().to_string(),
             order_number: command.order_number,
@@ -115,6 +123,9 @@ mod tests {
         bad.customer_email = "nobody".into();
         bad.items.clear();
         let errors = bad.validate().unwrap_err().to_string();
-        assert!(errors.contains("customer_email") && errors.contains("items"), "{errors}");
+        assert!(
+            errors.contains("customer_email") && errors.contains("items"),
+            "{errors}"
+        );
     }
 }

@@ -11,16 +11,15 @@ use std::{
 use async_trait::async_trait;
 use ferry::{
     CancellationToken, ConsumerBuilder, ConsumerHandle, ConsumerHost, DeadLetterConsumerBuilder,
-    HandlerError, MessageContext, OutboxRelay, Publisher, RelayOptions,
-    RetryPolicy,
+    HandlerError, MessageContext, OutboxRelay, Publisher, RelayOptions, RetryPolicy,
 };
 use futures::StreamExt;
 
 use super::{
     db::{DEAD_LETTER_QUEUE, DemoDb, INVENTORY_QUEUE, ORDERS_QUEUE, Progress},
     events::{OrderCreated, StockReserved},
-    orders,
     faults::FailurePlan,
+    orders,
     progress::ProgressView,
     report::{Latency, Summary, round3},
 };

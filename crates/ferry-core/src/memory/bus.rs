@@ -69,6 +69,7 @@ struct Inner {
 /// let consumer = bus
 ///     .consumer("inventory.order-created")
 ///     .bind("orders.order.created")
+///     .dead_letter("myapp.dlx")
 ///     .handle::<OrderCreated>(on_created)
 ///     .start()
 ///     .await?;

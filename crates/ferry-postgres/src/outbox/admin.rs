@@ -7,10 +7,7 @@ use ferry_core::{OutboxError, OutboxStatus};
 use sqlx::{Row, postgres::PgRow};
 
 use super::PgOutbox;
-use crate::{
-    OutboxRow, db_error,
-    message::parse_status,
-};
+use crate::{OutboxRow, db_error, message::parse_status};
 
 /// What [`PgOutbox::retry`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +38,9 @@ fn to_row(row: &PgRow) -> Result<OutboxRow, OutboxError> {
         exchange: row.try_get("exchange").map_err(db_error)?,
         routing_key: row.try_get("routing_key").map_err(db_error)?,
         partition_key: row.try_get("partition_key").map_err(db_error)?,
-        created_at: row.try_get::<DateTime<Utc>, _>("created_at").map_err(db_error)?,
+        created_at: row
+            .try_get::<DateTime<Utc>, _>("created_at")
+            .map_err(db_error)?,
         next_attempt_at: row.try_get("next_attempt_at").map_err(db_error)?,
         published_at: row.try_get("published_at").map_err(db_error)?,
         locked_until: row.try_get("locked_until").map_err(db_error)?,

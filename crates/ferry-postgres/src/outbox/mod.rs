@@ -219,12 +219,12 @@ async fn insert(conn: &mut PgConnection, row: EncodedRow) -> Result<String, Outb
     .await;
     match result {
         Ok(_) => Ok(row.id),
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(OutboxError::Database(
-            format!(
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Err(OutboxError::Database(format!(
                 "an outbox row with id `{}` already exists; event ids must be unique",
                 row.id
-            ),
-        )),
+            )))
+        }
         Err(e) => Err(db_error(e)),
     }
 }

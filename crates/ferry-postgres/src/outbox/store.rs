@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ferry_core::{
-    OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStore,
-};
+use ferry_core::{OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStore};
 use sqlx::Row;
 
 use super::PgOutbox;

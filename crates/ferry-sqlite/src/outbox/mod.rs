@@ -178,7 +178,11 @@ impl SqliteOutbox {
         self.wakeup.bump();
     }
 
-    async fn insert(&self, conn: &mut SqliteConnection, row: EncodedRow) -> Result<String, OutboxError> {
+    async fn insert(
+        &self,
+        conn: &mut SqliteConnection,
+        row: EncodedRow,
+    ) -> Result<String, OutboxError> {
         let now = now_ms();
         // Writers are serialized, so max + 1 is taken by one transaction at a time.
         let result = sqlx::query(

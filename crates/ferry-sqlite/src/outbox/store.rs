@@ -226,7 +226,8 @@ impl OutboxStore for SqliteOutbox {
             pending: count("pending")?,
             published: count("published")?,
             dead: count("dead")?,
-            oldest_pending_age_s: oldest.map(|created| ((now_ms() - created) as f64 / 1000.0).max(0.0)),
+            oldest_pending_age_s: oldest
+                .map(|created| ((now_ms() - created) as f64 / 1000.0).max(0.0)),
         })
     }
 }

@@ -17,10 +17,7 @@ use ferry_core::{
     CancellationToken, IntegrationEvent, OutboxRelay, OutboxStore, OutgoingMessage, PublishError,
     Publisher, RelayOptions,
 };
-use ferry_sqlite::{
-    SqliteOutbox,
-    sqlx::SqlitePool,
-};
+use ferry_sqlite::{SqliteOutbox, sqlx::SqlitePool};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
