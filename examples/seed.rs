@@ -8,6 +8,10 @@
 //! The README quotes this file; a test checks that every Rust block of the README appears here
 //! word for word, so what the README shows is what CI compiles.
 
+// `&mut *tx` is sqlx's idiom for "this transaction's connection"; it reads the same whether the
+// function takes a connection or an executor.
+#![allow(clippy::explicit_auto_deref)]
+
 use std::time::Duration;
 
 use ferry::{

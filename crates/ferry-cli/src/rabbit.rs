@@ -41,14 +41,7 @@ fn one_line(text: &str) -> String {
 impl DemoTransport for RabbitMq {
     async fn reset_queues(&self) -> anyhow::Result<()> {
         for queue in crate::demo::DEMO_QUEUES {
-            // A queue that does not exist yet has nothing to empty.
-            if let Err(e) = self
-                .dead_letter_queue(queue)
-                .purge(&DlqSelection::All)
-                .await
-            {
-                tracing::debug!(queue, error = %e, "demo queue not purged");
-            }
+            self.purge_queue(queue).await?;
         }
         Ok(())
     }

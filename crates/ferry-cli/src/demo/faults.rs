@@ -63,17 +63,16 @@ mod tests {
             max_retries: 3,
         };
         let ids: Vec<u64> = (0..20_000).collect();
-        let ids = ids.as_slice();
         let transient = ids
             .iter()
-            .filter(|id| plan.fails_transiently(*id, 1))
+            .filter(|&&id| plan.fails_transiently(id, 1))
             .count();
         let permanent = ids.iter().filter(|&&id| plan.fails_permanently(id)).count();
         assert!((1_700..2_300).contains(&transient), "{transient}");
         assert!((300..500).contains(&permanent), "{permanent}");
         assert_eq!(
             ids.iter()
-                .filter(|id| plan.fails_transiently(*id, 1))
+                .filter(|&&id| plan.fails_transiently(id, 1))
                 .count(),
             transient,
             "same seed, same decisions"
@@ -81,10 +80,10 @@ mod tests {
         let other = FailurePlan { seed: 8, ..plan };
         assert_ne!(
             ids.iter()
-                .map(|id| plan.fails_transiently(*id, 1))
+                .map(|&id| plan.fails_transiently(id, 1))
                 .collect::<Vec<_>>(),
             ids.iter()
-                .map(|id| other.fails_transiently(*id, 1))
+                .map(|&id| other.fails_transiently(id, 1))
                 .collect::<Vec<_>>()
         );
         assert!(
