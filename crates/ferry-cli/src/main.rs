@@ -35,7 +35,8 @@ pub struct Global {
         long,
         global = true,
         env = "FERRY_EXCHANGE",
-        default_value = "myapp.events"
+        default_value = "myapp.events",
+        hide_env_values = true
     )]
     pub exchange: String,
 }
