@@ -62,7 +62,10 @@ impl Envelope {
     }
 
     /// Marks this envelope as caused by `parent`: the correlation id carries over (the parent's
-    /// own id when it had none) and the causation id becomes the parent's id.
+    /// own id when it had none) and the causation id becomes the parent's id. The traceparent,
+    /// when this envelope has none, is the parent's; with the `opentelemetry` feature, inside a
+    /// span of the parent's trace (a handler), it is this event's own creation context instead
+    /// (see [`crate::telemetry`]).
     ///
     /// ```
     /// use ferry_core::Envelope;
@@ -79,9 +82,22 @@ impl Envelope {
                 .unwrap_or_else(|| parent.id.clone()),
         );
         self.causation_id = Some(parent.id.clone());
-        if self.traceparent.is_none() {
-            self.traceparent = parent.traceparent.clone();
-        }
+        let inherited = self
+            .traceparent
+            .take()
+            .or_else(|| parent.traceparent.clone());
+        self.traceparent = crate::telemetry::creation_traceparent(
+            &self.event_type,
+            &self.id,
+            self.correlation_id.as_deref(),
+            inherited.as_deref(),
+        );
+        self
+    }
+
+    /// Sets the W3C traceparent (`00-{trace id}-{span id}-{flags}`).
+    pub fn with_traceparent(mut self, traceparent: impl Into<String>) -> Self {
+        self.traceparent = Some(traceparent.into());
         self
     }
 

@@ -24,6 +24,7 @@ pub mod publisher;
 pub mod relay;
 pub mod retry;
 pub mod routing;
+pub mod telemetry;
 pub mod wire;
 
 pub use consumer::{

@@ -19,6 +19,7 @@ use crate::{
     MessageContext, RetryPolicy, WireMessage,
     codec::{self, DecodeError, Decoded},
     fault::headers,
+    telemetry::{self, metric},
     wire::HeaderValue,
 };
 
@@ -246,32 +247,39 @@ impl Pipeline {
     }
 
     /// Runs a delivery through the pipeline and decides what becomes of it.
+    ///
+    /// It runs in a `ferry.consume` span (see [`crate::telemetry`]) whose parent is
+    /// the message's trace context, and records the consumer metrics.
     pub async fn process(&self, delivery: &Delivery) -> Decision {
-        let started = Instant::now();
         let attempt = delivery.message.attempt();
-        let decision = self.decide(delivery, attempt).await;
-        let queue = self.queue.to_string();
-        metrics::counter!("ferry_consumed_total", "queue" => queue.clone(), "outcome" => decision.outcome())
-            .increment(1);
-        metrics::histogram!("ferry_handler_duration_seconds", "queue" => queue.clone())
-            .record(started.elapsed().as_secs_f64());
-        match &decision {
-            Decision::Retry { .. } => {
-                metrics::counter!("ferry_retries_total", "queue" => queue).increment(1);
+        let span = telemetry::consume_span(&self.queue, delivery, attempt);
+        let decision = match self.prepare(delivery, attempt) {
+            Err(decision) => decision,
+            Ok((decoded, handler)) => {
+                telemetry::record_envelope(&span, &decoded.envelope);
+                telemetry::set_parent_from_traceparent(
+                    &span,
+                    decoded.envelope.traceparent.as_deref(),
+                );
+                self.run(delivery, attempt, decoded, handler)
+                    .instrument(span.clone())
+                    .await
             }
-            Decision::DeadLetter(fault) => {
-                metrics::counter!("ferry_dead_lettered_total", "kind" => fault.kind.as_str())
-                    .increment(1);
-            }
-            _ => {}
-        }
+        };
+        telemetry::record_decision(&span, &decision);
+        metric::record_decision(&self.queue, &decision);
         decision
     }
 
-    async fn decide(&self, delivery: &Delivery, attempt: u32) -> Decision {
+    /// Limits, decoding and handler lookup: the handler to run, or the decision already made.
+    fn prepare(
+        &self,
+        delivery: &Delivery,
+        attempt: u32,
+    ) -> Result<(Decoded, ErasedHandler), Decision> {
         let message = &delivery.message;
         if message.body.len() > self.limits.max_body_bytes {
-            return self.dead_letter(
+            return Err(self.dead_letter(
                 delivery,
                 attempt,
                 FaultKind::TooLarge,
@@ -280,10 +288,10 @@ impl Pipeline {
                     message.body.len(),
                     self.limits.max_body_bytes
                 ),
-            );
+            ));
         }
         if message.headers.len() > self.limits.max_headers {
-            return self.dead_letter(
+            return Err(self.dead_letter(
                 delivery,
                 attempt,
                 FaultKind::TooLarge,
@@ -292,99 +300,103 @@ impl Pipeline {
                     message.headers.len(),
                     self.limits.max_headers
                 ),
-            );
+            ));
         }
         let decoded = match codec::decode(message) {
             Ok(decoded) => decoded,
-            Err(e) => return self.dead_letter(delivery, attempt, e.kind, e.message),
+            Err(e) => return Err(self.dead_letter(delivery, attempt, e.kind, e.message)),
         };
         let Some(handler) = self.handlers.get(&decoded.envelope.event_type) else {
             let message = format!(
                 "no handler for event type `{}` on queue `{}`",
                 decoded.envelope.event_type, self.queue
             );
-            return self.dead_letter(delivery, attempt, FaultKind::UnknownType, message);
+            return Err(self.dead_letter(delivery, attempt, FaultKind::UnknownType, message));
         };
+        Ok((decoded, Arc::clone(handler)))
+    }
+
+    /// Inbox check, then the handler (each call in a `ferry.handle` span), with immediate
+    /// retries; inside the `ferry.consume` span.
+    async fn run(
+        &self,
+        delivery: &Delivery,
+        attempt: u32,
+        decoded: Decoded,
+        handler: ErasedHandler,
+    ) -> Decision {
         let envelope = decoded.envelope.clone();
-        let span = tracing::info_span!(
-            "ferry.consume",
-            otel.name = %format_args!("{} process", self.queue),
-            otel.kind = "consumer",
-            messaging.system = "rabbitmq",
-            messaging.operation.type = "process",
-            messaging.destination.name = %self.queue,
-            messaging.rabbitmq.destination.routing_key = %delivery.routing_key,
-            messaging.message.id = %envelope.id,
-            messaging.message.conversation_id = envelope.correlation_id.as_deref().unwrap_or(""),
-            ferry.event_type = %envelope.event_type,
-            ferry.attempt = attempt,
-        );
-        async {
-            let lag = (Utc::now() - envelope.time).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            metrics::histogram!("ferry_consume_lag_seconds", "queue" => self.queue.to_string())
-                .record(lag.max(0.0));
-            if let Some(inbox) = &self.inbox {
-                match inbox.is_processed(&self.queue, &envelope.id).await {
-                    Ok(true) => {
-                        tracing::debug!("duplicate skipped");
-                        return Decision::Duplicate;
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        return self.retry_or_dead_letter(
-                            delivery,
-                            attempt,
-                            FaultKind::Handler,
-                            e.to_string(),
-                        );
-                    }
+        if let Some(inbox) = &self.inbox {
+            match inbox.is_processed(&self.queue, &envelope.id).await {
+                Ok(true) => {
+                    tracing::debug!("duplicate skipped");
+                    return Decision::Duplicate;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    return self.retry_or_dead_letter(
+                        delivery,
+                        attempt,
+                        FaultKind::Handler,
+                        e.to_string(),
+                    );
                 }
             }
-            let ctx = MessageContext::new(
-                envelope,
-                Arc::clone(&self.queue),
-                delivery.routing_key.as_str(),
-                attempt,
-            )
-            .with_redelivered(delivery.redelivered)
-            .with_cancellation(self.cancellation.clone());
-            let mut tries_left = self.retry.immediate;
-            loop {
-                let (kind, text) = match handler(decoded.clone(), ctx.clone()).await {
-                    Ok(()) => break,
-                    Err(Failure::Decode(e)) => {
-                        return self.dead_letter(delivery, attempt, e.kind, e.message);
-                    }
-                    Err(Failure::Handler(e)) if e.is_permanent() => {
-                        tracing::warn!(error = %e, "handler failed permanently");
-                        return self.dead_letter(
-                            delivery,
-                            attempt,
-                            FaultKind::Handler,
-                            e.to_string(),
-                        );
-                    }
-                    Err(Failure::Handler(e)) => (FaultKind::Handler, e.to_string()),
-                    Err(Failure::Panic(p)) => (FaultKind::Panic, format!("handler panicked: {p}")),
-                };
-                if tries_left > 0 {
-                    tries_left -= 1;
-                    tracing::debug!(error = %text, "handler failed, retrying at once");
-                    continue;
-                }
-                tracing::warn!(error = %text, kind = %kind, "handler failed");
-                return self.retry_or_dead_letter(delivery, attempt, kind, text);
-            }
-            if let Some(inbox) = &self.inbox {
-                if let Err(e) = inbox.mark_processed(&self.queue, ctx.message_id()).await {
-                    // The handler's work is done; failing now would redo it. Log and ack.
-                    tracing::error!(error = %e, "could not record the message in the inbox");
-                }
-            }
-            Decision::Ack
         }
-        .instrument(span)
-        .await
+        metric::record_consume_lag(&self.queue, envelope.time);
+        let event_type = envelope.event_type.clone();
+        let ctx = MessageContext::new(
+            envelope,
+            Arc::clone(&self.queue),
+            delivery.routing_key.as_str(),
+            attempt,
+        )
+        .with_redelivered(delivery.redelivered)
+        .with_cancellation(self.cancellation.clone());
+        let mut tries_left = self.retry.immediate;
+        loop {
+            let handle_span = telemetry::handle_span(&event_type, attempt);
+            let started = Instant::now();
+            let result = handler(decoded.clone(), ctx.clone())
+                .instrument(handle_span.clone())
+                .await;
+            metric::record_handler_duration(&self.queue, started.elapsed());
+            let (kind, text) = match result {
+                Ok(()) => break,
+                Err(Failure::Decode(e)) => {
+                    telemetry::record_error(&handle_span, e.kind.as_str(), &e.message);
+                    return self.dead_letter(delivery, attempt, e.kind, e.message);
+                }
+                Err(Failure::Handler(e)) => {
+                    let text = e.to_string();
+                    telemetry::record_error(&handle_span, FaultKind::Handler.as_str(), &text);
+                    if e.is_permanent() {
+                        tracing::warn!(error = %text, "handler failed permanently");
+                        return self.dead_letter(delivery, attempt, FaultKind::Handler, text);
+                    }
+                    (FaultKind::Handler, text)
+                }
+                Err(Failure::Panic(p)) => {
+                    let text = format!("handler panicked: {p}");
+                    telemetry::record_error(&handle_span, FaultKind::Panic.as_str(), &text);
+                    (FaultKind::Panic, text)
+                }
+            };
+            if tries_left > 0 {
+                tries_left -= 1;
+                tracing::debug!(error = %text, "handler failed, retrying at once");
+                continue;
+            }
+            tracing::warn!(error = %text, kind = %kind, "handler failed");
+            return self.retry_or_dead_letter(delivery, attempt, kind, text);
+        }
+        if let Some(inbox) = &self.inbox {
+            if let Err(e) = inbox.mark_processed(&self.queue, ctx.message_id()).await {
+                // The handler's work is done; failing now would redo it. Log and ack.
+                tracing::error!(error = %e, "could not record the message in the inbox");
+            }
+        }
+        Decision::Ack
     }
 
     fn retry_or_dead_letter(

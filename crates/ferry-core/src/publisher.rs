@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::{Envelope, IntegrationEvent, MessageContext, OutgoingMessage, codec};
+use crate::{Envelope, IntegrationEvent, MessageContext, OutgoingMessage, codec, telemetry};
 
 /// Why a publish failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -141,6 +141,11 @@ impl PublishOptions {
     }
 
     /// Builds the envelope for `E` these options describe.
+    ///
+    /// With the `opentelemetry` feature and an active trace, the traceparent is the new
+    /// message's creation context (see [`crate::telemetry`]), unless
+    /// [`PublishOptions::traceparent`] names another trace; otherwise it is
+    /// [`PublishOptions::traceparent`] unchanged.
     pub fn envelope_for<E: IntegrationEvent>(&self, default_source: Option<&str>) -> Envelope {
         let mut envelope = Envelope::for_event::<E>();
         if let Some(id) = &self.id {
@@ -152,7 +157,12 @@ impl PublishOptions {
         envelope.correlation_id = self.correlation_id.clone();
         envelope.causation_id = self.causation_id.clone();
         envelope.subject = self.subject.clone();
-        envelope.traceparent = self.traceparent.clone();
+        envelope.traceparent = telemetry::creation_traceparent(
+            self.routing_key.as_deref().unwrap_or(E::NAME),
+            &envelope.id,
+            envelope.correlation_id.as_deref(),
+            self.traceparent.as_deref(),
+        );
         envelope.extensions = self.headers.clone();
         envelope
     }
@@ -193,7 +203,8 @@ pub trait PublisherExt: Publisher {
         self.publish_with(event, PublishOptions::default()).await
     }
 
-    /// Publishes an event with options; returns its id once confirmed.
+    /// Publishes an event with options; returns its id once confirmed (and counts it in
+    /// `ferry_published_total`).
     async fn publish_with<E: IntegrationEvent>(
         &self,
         event: &E,
@@ -202,6 +213,7 @@ pub trait PublisherExt: Publisher {
         let message = options.message_for(event, self.default_source())?;
         let id = message.id().to_owned();
         self.publish_message(message).await?;
+        telemetry::metric::record_published(1);
         Ok(id)
     }
 }

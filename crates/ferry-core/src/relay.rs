@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::{OutboxError, OutboxFailure, OutboxStore, Publisher};
+use crate::{
+    OutboxError, OutboxFailure, OutboxStore, Publisher,
+    telemetry::{self, metric},
+};
 
 /// How the relay runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,13 +119,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         if rows.is_empty() {
             return Ok(batch);
         }
-        let span = tracing::debug_span!(
-            "ferry.relay.batch",
-            otel.kind = "producer",
-            messaging.system = "rabbitmq",
-            messaging.operation.type = "publish",
-            messaging.batch.message_count = rows.len(),
-        );
+        let span = {
+            let messages: Vec<_> = rows.iter().map(|r| &r.message).collect();
+            telemetry::relay_batch_span(&messages)
+        };
         async {
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
             let messages = rows.into_iter().map(|r| r.message).collect();
@@ -145,7 +145,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
             }
             if !published.is_empty() {
                 self.store.mark_published(&published).await?;
-                metrics::counter!("ferry_published_total").increment(published.len() as u64);
+                metric::record_published(published.len());
             }
             if !failures.is_empty() {
                 self.store.mark_failed(&failures).await?;
@@ -156,8 +156,22 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
             batch.published = published.len();
             batch.failed = failures.len();
             batch.released = released.len();
-            metrics::histogram!("ferry_relay_batch_duration_seconds")
-                .record(started.elapsed().as_secs_f64());
+            metric::record_relay_batch_duration(started.elapsed());
+            let span = tracing::Span::current();
+            span.record("ferry.published", batch.published);
+            span.record("ferry.failed", batch.failed);
+            span.record("ferry.released", batch.released);
+            if batch.published < batch.claimed {
+                telemetry::record_error(
+                    &span,
+                    "publish",
+                    &format!(
+                        "{} of {} rows not published",
+                        batch.claimed - batch.published,
+                        batch.claimed
+                    ),
+                );
+            }
             Ok(batch)
         }
         .instrument(span)
@@ -226,11 +240,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
 
     async fn sample_stats(&self) {
         match self.store.stats().await {
-            Ok(stats) => {
-                metrics::gauge!("ferry_outbox_pending").set(stats.pending as f64);
-                metrics::gauge!("ferry_outbox_oldest_pending_age_seconds")
-                    .set(stats.oldest_pending_age_s.unwrap_or(0.0));
-            }
+            Ok(stats) => metric::record_outbox_stats(&stats),
             Err(e) => tracing::debug!(error = %e, "could not sample outbox stats"),
         }
     }

@@ -63,6 +63,9 @@ pub struct DemoArgs {
     /// Print one JSON object on standard output instead of the readable summary.
     #[arg(long)]
     pub json: bool,
+    /// Serve the metrics in Prometheus format at http://ADDR/metrics while the demo runs.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 fn rate(s: &str) -> Result<f64, String> {
@@ -76,6 +79,13 @@ fn rate(s: &str) -> Result<f64, String> {
 
 /// Runs `ferry demo`.
 pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
+    if let Some(addr) = args.metrics_addr {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| CliError::Runtime(format!("cannot serve metrics at {addr}: {e}")))?;
+        tracing::info!(%addr, "serving metrics");
+    }
     let config = scenario::Config {
         events: args.events,
         plan: faults::FailurePlan {
