@@ -256,3 +256,61 @@ fn bad_input_exits_2_with_one_line() {
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
     }
 }
+
+fn scrape(addr: std::net::SocketAddr) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_format() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (url, dir) = sqlite_url("ferry-demo-metrics");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["demo", "--events", "3000", "--json", "--database-url", &url])
+        .args(["--metrics-addr", &addr.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        if let Some(body) = scrape(addr) {
+            if body.contains("ferry_consumed_total") && body.contains("ferry_queue_messages_ready")
+            {
+                seen = body;
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    for name in [
+        "ferry_consumed_total{",
+        "ferry_published_total",
+        "ferry_handler_duration_seconds",
+        "ferry_consume_lag_seconds",
+        "ferry_outbox_pending",
+        "ferry_queue_messages_ready{queue=\"inventory.order-created\"}",
+        "outcome=\"ack\"",
+    ] {
+        assert!(seen.contains(name), "`{name}` not served:\n{seen}");
+    }
+    std::fs::remove_dir_all(dir).ok();
+}

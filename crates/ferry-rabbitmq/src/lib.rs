@@ -349,7 +349,14 @@ impl Publisher for RabbitMq {
     }
 
     async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        self.publish_one(message).await
+        use tracing::Instrument;
+        let exchange = message
+            .exchange
+            .as_deref()
+            .unwrap_or(self.options().exchange())
+            .to_owned();
+        let span = ferry_core::telemetry::publish_span_for(&exchange, &message);
+        self.publish_one(message).instrument(span).await
     }
 
     async fn publish_messages(
