@@ -382,3 +382,10 @@ impl ConsumerHost for RabbitMq {
         dead_letter::start(self, spec).await
     }
 }
+
+impl ferry_core::telemetry::HealthSource for RabbitMq {
+    /// Reports whether the connection to the broker is up right now.
+    fn report_health(&self, health: &mut ferry_core::telemetry::Health) {
+        health.connected = self.is_connected();
+    }
+}
