@@ -1,6 +1,9 @@
 //! The PostgreSQL inbox: idempotent handlers whose writes, inbox row and outbox events share
 //! one transaction.
 
+// `&mut *tx` is sqlx's idiom for the transaction's connection, as the docs show it.
+#![allow(clippy::explicit_auto_deref)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! The SQLite outbox with the core relay and a recording publisher.
 
+// `&mut *tx` is sqlx's idiom for the transaction's connection, as the docs show it.
+#![allow(clippy::explicit_auto_deref)]
+
 mod common;
 
 use std::{collections::HashMap, time::Duration};
