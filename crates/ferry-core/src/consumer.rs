@@ -64,8 +64,8 @@ impl ConsumerSpec {
         }
     }
 
-    /// Checks the spec: a handler at least, no event type twice, a dead-letter exchange (unless
-    /// auto-ack), concurrency above 0.
+    /// Checks the spec: a handler at least, no event type twice, concurrency above 0. (Whether a
+    /// dead-letter exchange is needed is the transport's call: it may have a default.)
     pub fn validate(&self) -> Result<(), String> {
         if self.pipeline.event_types().is_empty() {
             return Err(format!("consumer `{}` has no handler", self.queue));
@@ -73,13 +73,6 @@ impl ConsumerSpec {
         if let Some(t) = self.duplicate_handlers.first() {
             return Err(format!(
                 "consumer `{}` has two handlers for event type `{t}`",
-                self.queue
-            ));
-        }
-        if self.dead_letter_exchange.is_none() && !self.auto_ack {
-            return Err(format!(
-                "consumer `{}` has no dead-letter exchange: a message that fails for good would be \
-                 lost; set one with `.dead_letter(\"myapp.dlx\")`",
                 self.queue
             ));
         }

@@ -257,6 +257,13 @@ impl ConsumerHost for MemoryBus {
 
     async fn start_consumer(&self, spec: ConsumerSpec) -> Result<ConsumerHandle, MemoryError> {
         spec.validate().map_err(MemoryError::Config)?;
+        if spec.dead_letter_exchange.is_none() && !spec.auto_ack {
+            return Err(MemoryError::Config(format!(
+                "consumer `{}` has no dead-letter exchange: a message that fails for good would \
+                 be lost; set one with `.dead_letter(\"myapp.dlx\")`",
+                spec.queue
+            )));
+        }
         self.declare_queue(&spec.queue)?;
         for pattern in &spec.bindings {
             self.bind(&self.inner.exchange, pattern, &spec.queue)?;
