@@ -85,11 +85,19 @@ fn main() -> ExitCode {
             }
             // One line that says what is wrong.
             let text = e.render().to_string();
-            let line = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("bad usage");
-            eprintln!("{}", line.trim_start_matches("error: "));
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let mut line = lines
+                .next()
+                .unwrap_or("bad usage")
+                .trim_start_matches("error: ")
+                .to_owned();
+            if line.ends_with(':') {
+                // "the following required arguments were not provided:" names them next.
+                if let Some(next) = lines.next() {
+                    line = format!("{line} {next}");
+                }
+            }
+            eprintln!("{line}");
             return ExitCode::from(2);
         }
     };

@@ -1,4 +1,10 @@
-//! `ferry outbox`. (Being written.)
+//! `ferry outbox status|list|retry`: the operator's view of the outbox on `--database-url`
+//! (PostgreSQL or SQLite).
+
+use std::{process::ExitCode, str::FromStr, time::Duration};
+
+use ferry::{OutboxError, OutboxStats, OutboxStatus, OutboxStore};
+use serde_json::json;
 
 use crate::{
     Global,
@@ -7,11 +13,220 @@ use crate::{
 
 /// Arguments of `ferry outbox`.
 #[derive(Debug, clap::Args)]
-pub struct OutboxArgs {}
+pub struct OutboxArgs {
+    #[command(subcommand)]
+    command: OutboxCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum OutboxCommand {
+    /// Counts by status, the oldest pending row's age, dead rows.
+    Status {
+        /// JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rows, newest first (the body left out).
+    List {
+        /// Only rows with this status.
+        #[arg(long, value_enum)]
+        status: Option<Status>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        limit: u32,
+        /// JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Brings rows back to pending, attempts reset, due now.
+    Retry {
+        /// The row to retry.
+        #[arg(
+            long,
+            conflicts_with = "all_dead",
+            required_unless_present = "all_dead"
+        )]
+        id: Option<String>,
+        /// Every dead row.
+        #[arg(long)]
+        all_dead: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Status {
+    Pending,
+    Published,
+    Dead,
+}
+
+impl From<Status> for OutboxStatus {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Pending => OutboxStatus::Pending,
+            Status::Published => OutboxStatus::Published,
+            Status::Dead => OutboxStatus::Dead,
+        }
+    }
+}
+
+/// The outbox on one of the two databases.
+enum Outbox {
+    Pg(ferry::postgres::PgOutbox),
+    Sqlite(ferry::sqlite::SqliteOutbox),
+}
+
+macro_rules! each {
+    ($outbox:expr, $o:ident => $body:expr) => {
+        match $outbox {
+            Outbox::Pg($o) => $body,
+            Outbox::Sqlite($o) => $body,
+        }
+    };
+}
+
+impl Outbox {
+    async fn open(global: &Global) -> Result<Self, CliError> {
+        let Some(url) = global.database_url.as_deref() else {
+            return Err(CliError::Usage(
+                "`ferry outbox` needs --database-url (or DATABASE_URL): postgres://… or sqlite:…"
+                    .into(),
+            ));
+        };
+        let failed =
+            |e: sqlx::Error| CliError::Runtime(format!("cannot open {}: {e}", crate::redact(url)));
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(2)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(failed)?;
+            Ok(Outbox::Pg(ferry::postgres::PgOutbox::new(pool)))
+        } else if url.starts_with("sqlite:") {
+            let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .map_err(|e| CliError::Usage(format!("bad --database-url: {e}")))?
+                .busy_timeout(Duration::from_secs(10));
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(1)
+                .connect_with(options)
+                .await
+                .map_err(failed)?;
+            Ok(Outbox::Sqlite(ferry::sqlite::SqliteOutbox::new(pool)))
+        } else {
+            Err(CliError::Usage(format!(
+                "--database-url must start with postgres:// or sqlite: (got `{}`)",
+                crate::redact(url)
+            )))
+        }
+    }
+}
+
+/// A row as `list` shows it.
+struct Row {
+    id: String,
+    status: OutboxStatus,
+    attempts: u32,
+    routing_key: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    last_error: Option<String>,
+    json: serde_json::Value,
+}
+
+fn runtime(e: OutboxError) -> CliError {
+    CliError::Runtime(e.to_string())
+}
 
 /// Runs `ferry outbox`.
-pub async fn run(_global: &Global, _args: OutboxArgs) -> CliResult {
-    Err(CliError::Runtime(
-        "`ferry outbox` is not available yet".into(),
-    ))
+pub async fn run(global: &Global, args: OutboxArgs) -> CliResult {
+    let outbox = Outbox::open(global).await?;
+    match args.command {
+        OutboxCommand::Status { json } => {
+            let stats: OutboxStats = each!(&outbox, o => o.stats().await).map_err(runtime)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({
+                        "pending": stats.pending,
+                        "published": stats.published,
+                        "dead": stats.dead,
+                        "oldest_pending_age_s": stats.oldest_pending_age_s,
+                    })
+                );
+            } else {
+                println!("pending    {}", stats.pending);
+                println!("published  {}", stats.published);
+                println!("dead       {}", stats.dead);
+                match stats.oldest_pending_age_s {
+                    Some(age) => println!("oldest pending  {age:.1} s"),
+                    None => println!("oldest pending  -"),
+                }
+            }
+        }
+        OutboxCommand::List {
+            status,
+            limit,
+            json,
+        } => {
+            let status = status.map(OutboxStatus::from);
+            // The two stores' rows have the same fields; one view of them here.
+            let rows: Vec<Row> = each!(&outbox, o => o
+                .list(status, limit)
+                .await
+                .map_err(runtime)?
+                .into_iter()
+                .map(|r| Row {
+                    json: serde_json::to_value(&r).unwrap_or_default(),
+                    id: r.id,
+                    status: r.status,
+                    attempts: r.attempts,
+                    routing_key: r.routing_key,
+                    created_at: r.created_at,
+                    last_error: r.last_error,
+                })
+                .collect());
+            if json {
+                let rows: Vec<&serde_json::Value> = rows.iter().map(|r| &r.json).collect();
+                println!(
+                    "{}",
+                    serde_json::Value::from(rows.into_iter().cloned().collect::<Vec<_>>())
+                );
+            } else {
+                println!(
+                    "{:<36}  {:<9}  {:>8}  {:<32}  {:<25}  last error",
+                    "id", "status", "attempts", "routing key", "created"
+                );
+                for row in &rows {
+                    println!(
+                        "{:<36}  {:<9}  {:>8}  {:<32}  {:<25}  {}",
+                        row.id,
+                        row.status.as_str(),
+                        row.attempts,
+                        row.routing_key,
+                        row.created_at
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        row.last_error.as_deref().unwrap_or("")
+                    );
+                }
+                eprintln!("{} row(s)", rows.len());
+            }
+        }
+        OutboxCommand::Retry { id: Some(id), .. } => {
+            match each!(&outbox, o => o.retry(&id).await.map(|_| ())) {
+                Ok(()) => println!("{id}"),
+                Err(OutboxError::NotFound(_)) => {
+                    return Err(CliError::Runtime(format!("no outbox row with id `{id}`")));
+                }
+                Err(e) => return Err(runtime(e)),
+            }
+        }
+        OutboxCommand::Retry { id: None, .. } => {
+            let ids = each!(&outbox, o => o.retry_all_dead().await).map_err(runtime)?;
+            for id in &ids {
+                println!("{id}");
+            }
+            eprintln!("{} dead row(s) back to pending", ids.len());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
