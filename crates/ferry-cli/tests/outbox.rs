@@ -38,11 +38,11 @@ async fn status_list_and_retry_a_dead_row() {
     let outbox = ferry::postgres::PgOutbox::new(pool.clone()).with_max_attempts(1);
     let mut tx = pool.begin().await.unwrap();
     let dead_id = outbox
-        .add(&mut *tx, &OrderCreated { order_id: 1 })
+        .add(&mut tx, &OrderCreated { order_id: 1 })
         .await
         .unwrap();
     outbox
-        .add(&mut *tx, &OrderCreated { order_id: 2 })
+        .add(&mut tx, &OrderCreated { order_id: 2 })
         .await
         .unwrap();
     tx.commit().await.unwrap();
