@@ -170,6 +170,8 @@ async fn adding_the_same_id_twice_is_an_error_that_says_so() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
+    // The transaction holds a connection: give it back before closing the pool.
+    drop(tx);
     db.close().await;
 }
 
