@@ -314,3 +314,59 @@ fn metrics_are_served_in_prometheus_format() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// The demo is an application users copy: it must ride out the broker closing every connection.
+#[test]
+fn the_demo_rides_out_the_broker_closing_its_connections() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (url, dir) = sqlite_url("ferry-demo-cut");
+    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "demo",
+            "--events",
+            "3000",
+            "--fail-rate",
+            "0.1",
+            "--json",
+            "--database-url",
+            &url,
+        ])
+        .env_remove("FERRY_AMQP_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Cut while orders flow (the demo needs well over two seconds for 3,000 orders here).
+    std::thread::sleep(Duration::from_secs(2));
+    let cut = Command::new("rabbitmqctl")
+        .args(["close_all_connections", "ferry demo test: connection cut"])
+        .output()
+        .expect("rabbitmqctl (installed with RabbitMQ; .ci/run installs it)");
+    assert!(
+        cut.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cut.stderr)
+    );
+    let out = child.wait_with_output().unwrap();
+    let s = summary(&out);
+    assert_eq!(n(&s, "orders_created"), 3000, "{s}");
+    assert_eq!(
+        n(&s, "orders_confirmed"),
+        3000,
+        "every order applied after the cut: {s}"
+    );
+    assert_eq!(n(&s, "lost"), 0, "{s}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("reconnecting"),
+        "the cut happened mid-run: {stderr}"
+    );
+    let [orders, confirmed, reservations, notifications, dead, _] = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(counts(&url));
+    assert_eq!(
+        (orders, confirmed, reservations, notifications, dead),
+        (3000, 3000, 3000, 3000, 0)
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
