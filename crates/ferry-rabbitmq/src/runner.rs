@@ -28,6 +28,9 @@ use crate::{
     topology::{ObjectKind, short},
 };
 
+/// The longest an ack or nack may take before the consumer moves on.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a message whose settlement failed waits before it is requeued.
 pub(crate) const REQUEUE_PAUSE: Duration = Duration::from_secs(1);
 
@@ -354,7 +357,18 @@ pub(crate) async fn close_channel(channel: &Channel) {
 
 /// Acks; a failure only means the broker will redeliver.
 pub(crate) async fn ack(acker: &Acker) {
-    match acker.ack(lapin::options::BasicAckOptions::default()).await {
+    // Bounded: an ack lost with its channel must not hold up the consumer (or its shutdown);
+    // the broker redelivers what was not acked, and the inbox absorbs the duplicate.
+    let Ok(result) = tokio::time::timeout(
+        SETTLE_TIMEOUT,
+        acker.ack(lapin::options::BasicAckOptions::default()),
+    )
+    .await
+    else {
+        tracing::warn!("ack timed out; the broker will redeliver");
+        return;
+    };
+    match result {
         Ok(true) => {}
         Ok(false) => {
             tracing::debug!("ack skipped: the channel is gone, the broker will redeliver")
@@ -372,7 +386,11 @@ pub(crate) async fn nack_requeue(acker: &Acker) {
         multiple: false,
         requeue: true,
     };
-    match acker.nack(options).await {
+    let Ok(result) = tokio::time::timeout(SETTLE_TIMEOUT, acker.nack(options)).await else {
+        tracing::warn!("nack timed out; the broker will redeliver");
+        return;
+    };
+    match result {
         Ok(_) => {}
         Err(e) if is_connection_error(&e) => {
             tracing::debug!(error = %e, "nack failed with the connection; the broker will redeliver")

@@ -191,8 +191,13 @@ async fn publisher_and_consumer_recover_from_cut_connections_and_every_event_is_
     assert_eq!(ids, TOTAL, "every event handled at least once");
     assert!(dead.lock().unwrap().is_empty(), "nothing dead-lettered");
 
-    consumer.shutdown().await;
-    dl_handle.shutdown().await;
+    // Bounded, so a shutdown that hangs fails the test instead of the whole run.
+    tokio::time::timeout(Duration::from_secs(60), consumer.shutdown())
+        .await
+        .expect("the consumer shut down within 60 s");
+    tokio::time::timeout(Duration::from_secs(60), dl_handle.shutdown())
+        .await
+        .expect("the dead-letter consumer shut down within 60 s");
     let (ready, consumers) = bus.queue_counts(&queue).await.unwrap();
     assert_eq!((ready, consumers), (0, 0));
     bus.close().await;
