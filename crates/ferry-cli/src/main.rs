@@ -63,6 +63,8 @@ enum Command {
     Dlq(commands::dlq::DlqArgs),
     /// Inspect and retry the outbox.
     Outbox(commands::outbox::OutboxArgs),
+    /// Measure ferry against raw lapin: publish, relay, consume, inbox, end to end, Mediator.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
             Command::Tail(args) => commands::tail::run(&cli.global, args).await,
             Command::Dlq(args) => commands::dlq::run(&cli.global, args).await,
             Command::Outbox(args) => commands::outbox::run(&cli.global, args).await,
+            Command::Bench(args) => commands::bench::run(&cli.global, args).await,
         }
     });
     match result {

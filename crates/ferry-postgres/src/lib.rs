@@ -48,6 +48,14 @@
 //!
 //! `ferry_inbox` has the primary key (`consumer`, `message_id`) and `processed_at`.
 //!
+//! ## Durability
+//!
+//! An added event has the durability of the application's transaction. The relay's own
+//! bookkeeping (claims and "published" marks) commits without waiting for the WAL flush
+//! (`synchronous_commit = off` for those statements only), which saves a disk flush per batch:
+//! a database crash may forget the last marks, and those rows are published again — allowed by
+//! at-least-once delivery, and made harmless by the inbox.
+//!
 //! ## Ordering
 //!
 //! Rows that share a partition key are claimed in the order of `seq`, the order they were
@@ -55,7 +63,10 @@
 //! another relay, waits for its next attempt, or was not claimed with it. Two transactions that
 //! add to one partition concurrently are ordered by insert, not by commit: make them touch a
 //! common row (the aggregate) so one waits for the other, as an aggregate's writes do anyway.
-//! A row that becomes `dead` no longer holds its partition back.
+//! A row that becomes `dead` no longer holds its partition back. Successive rows of one
+//! partition may go out in one batch (in order, on one channel); if the broker refuses one of
+//! them (nack, unroutable) while a later one of the same batch is confirmed, the refused row is
+//! retried after it: order holds for rows that publish, not across a refusal.
 #![warn(missing_docs)]
 
 mod inbox;

@@ -59,6 +59,8 @@
 //!   wakes relays at once (call it after a commit if you want). Polling stays as a fallback.
 //! - **Ordering.** Writers are serialized, so `seq` (insert order) is also commit order: rows of
 //!   a partition key go out in the order they committed, even from concurrent transactions.
+//!   As on PostgreSQL, a row the broker refuses is retried after later rows of its partition
+//!   that were confirmed in the same batch, and a `dead` row no longer holds its partition.
 //! - **Transactions.** Begin your transactions with `BEGIN IMMEDIATE`
 //!   (`pool.begin_with("BEGIN IMMEDIATE")`): a deferred transaction that reads before it
 //!   writes can fail with `SQLITE_BUSY` when another connection wrote meanwhile, instead of

@@ -1,5 +1,6 @@
 //! One module a subcommand.
 
+pub mod bench;
 pub mod dlq;
 pub mod outbox;
 pub mod publish;

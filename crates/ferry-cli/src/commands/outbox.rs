@@ -134,8 +134,21 @@ struct Row {
 }
 
 fn runtime(e: OutboxError) -> CliError {
-    CliError::Runtime(e.to_string())
+    let text = e.to_string();
+    if text.contains("ferry_outbox")
+        && (text.contains("does not exist") || text.contains("no such table"))
+    {
+        return CliError::Runtime(
+            "the database has no ferry_outbox table: ferry's migrations have not run on it \
+             (the application runs them with ferry_postgres::migrate / ferry_sqlite::migrate)"
+                .into(),
+        );
+    }
+    CliError::Runtime(text)
 }
+
+/// Dead rows shown by `status` at most.
+const DEAD_ROWS_SHOWN: u32 = 10;
 
 /// Runs `ferry outbox`.
 pub async fn run(global: &Global, args: OutboxArgs) -> CliResult {
@@ -143,6 +156,25 @@ pub async fn run(global: &Global, args: OutboxArgs) -> CliResult {
     match args.command {
         OutboxCommand::Status { json } => {
             let stats: OutboxStats = each!(&outbox, o => o.stats().await).map_err(runtime)?;
+            // The newest dead rows: what an operator looks at first.
+            let dead_rows: Vec<serde_json::Value> = if stats.dead > 0 {
+                each!(&outbox, o => o
+                    .list(Some(OutboxStatus::Dead), DEAD_ROWS_SHOWN)
+                    .await
+                    .map_err(runtime)?
+                    .into_iter()
+                    .map(|r| json!({
+                        "id": r.id,
+                        "event_type": r.event_type,
+                        "routing_key": r.routing_key,
+                        "attempts": r.attempts,
+                        "last_error": r.last_error,
+                        "created_at": r.created_at,
+                    }))
+                    .collect())
+            } else {
+                Vec::new()
+            };
             if json {
                 println!(
                     "{}",
@@ -151,6 +183,7 @@ pub async fn run(global: &Global, args: OutboxArgs) -> CliResult {
                         "published": stats.published,
                         "dead": stats.dead,
                         "oldest_pending_age_s": stats.oldest_pending_age_s,
+                        "dead_rows": dead_rows,
                     })
                 );
             } else {
@@ -160,6 +193,19 @@ pub async fn run(global: &Global, args: OutboxArgs) -> CliResult {
                 match stats.oldest_pending_age_s {
                     Some(age) => println!("oldest pending  {age:.1} s"),
                     None => println!("oldest pending  -"),
+                }
+                if !dead_rows.is_empty() {
+                    println!();
+                    println!("dead rows (newest {}):", dead_rows.len());
+                    for row in &dead_rows {
+                        println!(
+                            "  {}  {}  attempts {}  {}",
+                            row["id"].as_str().unwrap_or(""),
+                            row["routing_key"].as_str().unwrap_or(""),
+                            row["attempts"],
+                            row["last_error"].as_str().unwrap_or("")
+                        );
+                    }
                 }
             }
         }
@@ -212,8 +258,23 @@ pub async fn run(global: &Global, args: OutboxArgs) -> CliResult {
             }
         }
         OutboxCommand::Retry { id: Some(id), .. } => {
-            match each!(&outbox, o => o.retry(&id).await.map(|_| ())) {
-                Ok(()) => println!("{id}"),
+            let retried = match &outbox {
+                Outbox::Pg(o) => o
+                    .retry(&id)
+                    .await
+                    .map(|r| r == ferry::postgres::RetryOutcome::Retried),
+                Outbox::Sqlite(o) => o
+                    .retry(&id)
+                    .await
+                    .map(|r| r == ferry::sqlite::RetryOutcome::Retried),
+            };
+            match retried {
+                Ok(true) => println!("{id}"),
+                Ok(false) => {
+                    return Err(CliError::Runtime(format!(
+                        "outbox row `{id}` is already published: only dead or pending rows can be retried"
+                    )));
+                }
                 Err(OutboxError::NotFound(_)) => {
                     return Err(CliError::Runtime(format!("no outbox row with id `{id}`")));
                 }

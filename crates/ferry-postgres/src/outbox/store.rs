@@ -14,6 +14,12 @@ use crate::{db_error, message::decode_message};
 /// The longest `last_error` kept, in bytes.
 const MAX_ERROR_BYTES: usize = 4096;
 
+// The relay's own bookkeeping (claims, marks) commits with `synchronous_commit = off`, set
+// for that statement's transaction only: it does not wait for the WAL flush. A database crash
+// may forget the last few claims or marks; the rows are then published again, which
+// at-least-once delivery allows (the inbox makes it harmless), and an event added by the
+// application is never lost: its transaction keeps the application's own durability.
+
 /// Claims due rows in order, skipping rows other relays are claiming (`SKIP LOCKED`), and
 /// leases them. A row with a partition key is taken only if every earlier pending row of its
 /// partition is taken in the same statement: an earlier row that is leased, backing off, or
@@ -41,6 +47,7 @@ UPDATE ferry_outbox o
 SET locked_until = now() + $2 * interval '1 millisecond', locked_by = $3
 FROM claimable
 WHERE o.seq = claimable.seq
+  AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
 RETURNING o.seq, o.id, o.exchange, o.routing_key, o.properties, o.headers, o.body,
           o.attempts, o.partition_key, o.created_at";
 
@@ -49,7 +56,8 @@ RETURNING o.seq, o.id, o.exchange, o.routing_key, o.properties, o.headers, o.bod
 const MARK_PUBLISHED: &str = "
 UPDATE ferry_outbox
 SET status = 'published', published_at = now(), locked_until = NULL, locked_by = NULL
-WHERE id = ANY($1) AND status <> 'published'";
+WHERE id = ANY($1) AND status <> 'published'
+  AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL";
 
 /// Raises attempts, backs off `base * 2^(attempts - 1)` capped at `max`, and marks rows past
 /// `max_attempts` dead. Only rows this relay still holds.

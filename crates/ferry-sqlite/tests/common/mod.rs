@@ -256,3 +256,85 @@ pub async fn status_of(pool: &SqlitePool, id: &str) -> (String, i32) {
         .await
         .unwrap()
 }
+
+/// A RabbitMQ connection on an exchange of its own (`ferry-test-…`), with short timeouts.
+pub async fn broker(exchange: &str) -> ferry_rabbitmq::RabbitMq {
+    broker_at(&ferry_testkit::amqp::url(), exchange).await
+}
+
+/// A RabbitMQ connection through `url` (e.g. a [`ferry_testkit::TcpProxy`]).
+pub async fn broker_at(url: &str, exchange: &str) -> ferry_rabbitmq::RabbitMq {
+    let options = ferry_rabbitmq::RabbitMqOptions::new(url)
+        .with_exchange(exchange)
+        .with_connection_name("ferry-store-tests")
+        .with_confirm_timeout(Duration::from_secs(5))
+        .with_publish_reconnect_wait(Duration::from_millis(200))
+        .with_reconnect_backoff(Duration::from_millis(50), Duration::from_millis(300));
+    ferry_rabbitmq::RabbitMq::connect(options).await.unwrap()
+}
+
+/// Receives until `count` messages came or `quiet` passes without one; returns their ids
+/// (`message_id`) in arrival order.
+pub async fn receive_ids(
+    subscription: &mut ferry_rabbitmq::Subscription,
+    count: usize,
+    quiet: Duration,
+) -> Vec<String> {
+    receive(subscription, count, quiet)
+        .await
+        .into_iter()
+        .map(|m| m.properties.message_id.unwrap_or_default())
+        .collect()
+}
+
+/// Receives until `count` messages came or `quiet` passes without one.
+pub async fn receive(
+    subscription: &mut ferry_rabbitmq::Subscription,
+    count: usize,
+    quiet: Duration,
+) -> Vec<ferry_core::WireMessage> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        match tokio::time::timeout(quiet, subscription.next()).await {
+            Ok(Some(Ok(received))) => got.push(received.message),
+            Ok(Some(Err(e))) => panic!("receiving failed: {e}"),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    got
+}
+
+/// A publisher that counts the batches it is given, then hands them on.
+#[derive(Debug, Clone)]
+pub struct Counting<P> {
+    pub inner: P,
+    batches: Arc<AtomicUsize>,
+}
+
+impl<P> Counting<P> {
+    pub fn new(inner: P) -> Self {
+        Self {
+            inner,
+            batches: Arc::default(),
+        }
+    }
+    pub fn batches(&self) -> usize {
+        self.batches.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl<P: Publisher> Publisher for Counting<P> {
+    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        self.inner.publish_message(message).await
+    }
+
+    async fn publish_messages(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Vec<Result<(), PublishError>> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        self.inner.publish_messages(messages).await
+    }
+}

@@ -1,0 +1,346 @@
+//! `end_to_end`: latency from an outbox commit to the start of the handler, at a steady
+//! [`RATE_PER_S`] events a second, against raw lapin publish → delivery at the same pace.
+//!
+//! ferry: one transaction per event (`PgOutbox::add_with`, commit), the [`OutboxRelay`]
+//! running and woken by LISTEN/NOTIFY, a ferry consumer (prefetch 200) whose handler notes
+//! when it starts. Latency is handler start minus commit return. The baseline publishes each
+//! body with raw lapin on a confirm channel (confirms collected on the side) and notes when
+//! the raw consumer gets it. `per_s` on both sides is the pace reached (events over the time
+//! from the first commit or publish to the last delivery): about [`RATE_PER_S`] when all goes
+//! well, and a ratio near 1.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use ferry::{
+    CancellationToken, HandlerError, MessageContext, OutboxRelay, PublishOptions, RelayOptions,
+    RetryPolicy,
+    postgres::{PgOutbox, sqlx::PgPool},
+};
+use futures::{StreamExt, stream::FuturesUnordered};
+use tokio::task::JoinSet;
+
+use super::{
+    Scenario,
+    baseline::{self, PREFETCH, RawMessage, RawPublisher, check_confirmation},
+    consume::Counter,
+    event::BenchEvent,
+    harness::{Harness, short},
+    probes::{RelayProbe, TimedPublisher, TimedStore},
+    relay::empty_outbox,
+    report::{Latency, Measured, rate},
+};
+use crate::error::CliError;
+
+/// Events a second.
+pub const RATE_PER_S: u64 = 1000;
+
+/// The most events of one round (at [`RATE_PER_S`], 5 s).
+pub const MAX_EVENTS: u64 = 5000;
+
+/// Time for the consumer and the listener to settle before the first event.
+const WARM_UP: Duration = Duration::from_millis(300);
+
+const FERRY_KEY: &str = "bench.end-to-end";
+const RAW_KEY: &str = "bench.end-to-end-raw";
+
+/// Moments by event number, in nanoseconds since a common origin (0: not yet).
+struct Moments {
+    origin: Instant,
+    at: Vec<AtomicU64>,
+}
+
+impl Moments {
+    fn new(origin: Instant, events: u64) -> Arc<Self> {
+        Arc::new(Self {
+            origin,
+            at: (0..events).map(|_| AtomicU64::new(0)).collect(),
+        })
+    }
+
+    fn mark(&self, seq: u64, at: Instant) {
+        let nanos = u64::try_from(at.saturating_duration_since(self.origin).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if let Some(slot) = usize::try_from(seq).ok().and_then(|i| self.at.get(i)) {
+            slot.store(nanos, Ordering::Release);
+        }
+    }
+
+    fn get(&self, i: usize) -> u64 {
+        self.at.get(i).map_or(0, |a| a.load(Ordering::Acquire))
+    }
+
+    /// `events` over the time from the first moment to the last, per second.
+    fn pace(&self, events: u64) -> f64 {
+        let marked = self
+            .at
+            .iter()
+            .map(|a| a.load(Ordering::Acquire))
+            .filter(|&n| n > 0);
+        let (first, last) = marked.fold((u64::MAX, 0), |(lo, hi), n| (lo.min(n), hi.max(n)));
+        if last > first {
+            rate(events.saturating_sub(1), Duration::from_nanos(last - first)).round()
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Latency of each event (`to - from`), and the pace: events over first `from` to last `to`.
+fn measure(from: &Moments, to: &Moments, events: u64) -> Result<Measured, CliError> {
+    let mut samples = Vec::with_capacity(from.at.len());
+    let (mut first, mut last) = (u64::MAX, 0u64);
+    for i in 0..from.at.len() {
+        let (start, end) = (from.get(i), to.get(i));
+        if start == 0 || end == 0 {
+            return Err(CliError::Runtime(format!(
+                "end_to_end: event {i} was not recorded on both ends"
+            )));
+        }
+        samples.push(end.saturating_sub(start));
+        first = first.min(start);
+        last = last.max(end);
+    }
+    Ok(Measured {
+        per_s: rate(events, Duration::from_nanos(last.saturating_sub(first))),
+        latency: Some(Latency::from_nanos(samples)),
+        ns_per_call: None,
+        breakdown: None,
+    })
+}
+
+/// The `end_to_end` scenario.
+pub struct EndToEnd {
+    ferry_queue: String,
+    raw_queue: String,
+    events: u64,
+    concurrency: usize,
+    relay: RelayOptions,
+}
+
+impl EndToEnd {
+    /// Declares both queues.
+    pub async fn prepare(
+        harness: &Harness,
+        events: u64,
+        concurrency: usize,
+        relay: RelayOptions,
+    ) -> Result<Self, CliError> {
+        harness.database()?;
+        Ok(Self {
+            ferry_queue: harness.declare_queue("end-to-end", Some(FERRY_KEY)).await?,
+            raw_queue: harness
+                .declare_queue("end-to-end-raw", Some(RAW_KEY))
+                .await?,
+            events,
+            concurrency,
+            relay,
+        })
+    }
+}
+
+/// Adds event `seq` in a transaction of its own; returns when the commit did.
+async fn commit_one(pool: &PgPool, outbox: &PgOutbox, seq: u64) -> Result<Instant, CliError> {
+    let failed = |e: &dyn std::fmt::Display| {
+        CliError::Runtime(format!("end_to_end: cannot add to the outbox: {e}"))
+    };
+    let mut tx = pool.begin().await.map_err(|e| failed(&e))?;
+    let options = PublishOptions {
+        routing_key: Some(FERRY_KEY.to_owned()),
+        ..PublishOptions::default()
+    };
+    outbox
+        .add_with(&mut tx, &BenchEvent::new(seq), options)
+        .await
+        .map_err(|e| failed(&e))?;
+    tx.commit().await.map_err(|e| failed(&e))?;
+    let at = Instant::now();
+    if std::env::var("EXP_NOTIFY_AFTER").is_ok() {
+        sqlx::query("SELECT pg_notify('ferry_outbox', '')")
+            .execute(pool)
+            .await
+            .map_err(|e| failed(&e))?;
+    }
+    Ok(at)
+}
+
+/// When event `seq` is due.
+fn due(start: Instant, seq: u64) -> tokio::time::Instant {
+    tokio::time::Instant::from_std(start + Duration::from_micros(seq * 1_000_000 / RATE_PER_S))
+}
+
+impl Scenario for EndToEnd {
+    fn name(&self) -> &'static str {
+        "end_to_end"
+    }
+
+    fn sides(&self) -> (&'static str, &'static str) {
+        (
+            "outbox commit -> LISTEN/NOTIFY -> OutboxRelay -> broker -> ferry consumer handler start, 1,000 events/s",
+            "raw lapin publish -> raw consumer delivery, 1,000 events/s",
+        )
+    }
+
+    async fn ferry(&mut self, harness: &Harness) -> Result<Measured, CliError> {
+        let pool = harness.database()?.pool.clone();
+        let origin = Instant::now();
+        let committed = Moments::new(origin, self.events);
+        let handled = Moments::new(origin, self.events);
+        let counter = Counter::new(self.events);
+        let handler = {
+            let (handled, counter) = (Arc::clone(&handled), Arc::clone(&counter));
+            move |event: BenchEvent, _ctx: MessageContext| {
+                let now = Instant::now();
+                if let Some(seq) = event.number() {
+                    handled.mark(seq, now);
+                }
+                counter.hit();
+                async { Ok::<(), HandlerError>(()) }
+            }
+        };
+        let consumer = harness
+            .bus
+            .consumer(self.ferry_queue.clone())
+            .bind(FERRY_KEY)
+            .prefetch(PREFETCH)
+            .concurrency(self.concurrency)
+            .retry(RetryPolicy::none())
+            .dead_letter(harness.names.dead_letter_exchange.clone())
+            .handle::<BenchEvent>(handler)
+            .start()
+            .await
+            .map_err(|e| CliError::Runtime(format!("cannot start the ferry consumer: {e}")))?;
+        harness.track(consumer.cancellation().clone());
+        if std::env::var("EXP_NOTIFY_AFTER").is_ok() {
+            sqlx::query("ALTER TABLE ferry_outbox DISABLE TRIGGER ferry_outbox_notify")
+                .execute(&pool)
+                .await
+                .map_err(|e| CliError::Runtime(e.to_string()))?;
+        }
+        let outbox = PgOutbox::new(harness.database()?.relay_pool.clone());
+        outbox.listen();
+        let stop = CancellationToken::new();
+        harness.track(stop.clone());
+        let probe = RelayProbe::new();
+        let relay = tokio::spawn(
+            OutboxRelay::new(
+                TimedStore::new(outbox.clone(), &probe),
+                TimedPublisher::new(harness.bus.clone(), &probe),
+            )
+            .with_options(self.relay)
+            .run(stop.clone()),
+        );
+
+        let start = Instant::now() + WARM_UP;
+        let mut commits = JoinSet::new();
+        let mut failure = None;
+        for seq in 0..self.events {
+            tokio::time::sleep_until(due(start, seq)).await;
+            let (pool, outbox, committed) = (pool.clone(), outbox.clone(), Arc::clone(&committed));
+            commits.spawn(async move {
+                let at = commit_one(&pool, &outbox, seq).await?;
+                committed.mark(seq, at);
+                Ok::<(), CliError>(())
+            });
+            while let Some(joined) = commits.try_join_next() {
+                if let Ok(Err(e)) = joined {
+                    failure.get_or_insert(e);
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        while let Some(joined) = commits.join_next().await {
+            if let Ok(Err(e)) = joined {
+                failure.get_or_insert(e);
+            }
+        }
+        let handled_when_committed = counter.count();
+        let waited = match failure {
+            Some(e) => Err(e),
+            None => counter.wait("end_to_end").await.map(|_| ()),
+        };
+        stop.cancel();
+        let _ = relay.await;
+        consumer.shutdown().await;
+        drop(outbox);
+        empty_outbox(&pool).await?;
+        waited?;
+        let mut measured = measure(&committed, &handled, self.events)?;
+        let mut breakdown = probe.breakdown();
+        breakdown.insert("commits_per_s", committed.pace(self.events));
+        breakdown.insert("handled_when_last_committed", handled_when_committed as f64);
+        measured.breakdown = Some(breakdown);
+        Ok(measured)
+    }
+
+    async fn baseline(&mut self, harness: &Harness) -> Result<Measured, CliError> {
+        let origin = Instant::now();
+        let published = Moments::new(origin, self.events);
+        let delivered = Moments::new(origin, self.events);
+        let publisher = RawPublisher::open(harness).await?;
+        let exchange = short(&harness.names.exchange)?;
+        let key = short(RAW_KEY)?;
+        let bodies = (0..self.events)
+            .map(|i| BenchEvent::new(i).body())
+            .collect::<Result<Vec<_>, _>>()?;
+        let start = Instant::now() + WARM_UP;
+        let produce = async {
+            let mut confirms = FuturesUnordered::new();
+            for (seq, body) in (0u64..).zip(&bodies) {
+                let due = due(start, seq);
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due) => break,
+                        Some(confirmation) = confirms.next(), if !confirms.is_empty() => {
+                            check_confirmation(confirmation)?;
+                        }
+                    }
+                }
+                let message = RawMessage {
+                    routing_key: &key,
+                    properties: baseline::properties(&seq.to_string())?,
+                    body,
+                };
+                published.mark(seq, Instant::now());
+                confirms.push(publisher.publish_one(&exchange, message).await?);
+            }
+            while let Some(confirmation) = confirms.next().await {
+                check_confirmation(confirmation)?;
+            }
+            Ok::<(), CliError>(())
+        };
+        let consume = baseline::consume_ack(harness, &self.raw_queue, self.events, |d, now| {
+            let seq = d
+                .properties
+                .message_id()
+                .as_ref()
+                .and_then(|id| id.as_str().parse::<u64>().ok());
+            if let Some(seq) = seq {
+                delivered.mark(seq, now);
+            }
+        });
+        let (produced, consumed) = tokio::join!(produce, consume);
+        publisher.close().await;
+        produced?;
+        consumed?;
+        measure(&published, &delivered, self.events)
+    }
+
+    fn result(
+        &self,
+        ferry: &[Measured],
+        baseline: &[Measured],
+        _same_wire: &[Measured],
+    ) -> super::report::ScenarioResult {
+        super::report::ScenarioResult::new(self.name(), self.sides(), ferry, baseline)
+            .with_latency(ferry, baseline)
+    }
+}

@@ -1,0 +1,151 @@
+//! `mediator`: `Mediator::send` with no behaviors against calling the handler directly.
+//!
+//! The handler finishes at once, so each future is polled to completion once with a no-op
+//! waker: what is measured is dispatch, not a runtime's scheduling (as in ferry-core's
+//! criterion bench `benches/mediator.rs`). Both sides build a fresh `RequestContext` per
+//! call (`send` makes one). `per_s` is calls a second; the overhead is ns per `send` minus ns
+//! per direct call.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    hint::black_box,
+    pin::pin,
+    sync::Arc,
+    task::{Context, Poll, Waker},
+    time::Instant,
+};
+
+use ferry::mediator::{Mediator, Request, RequestContext};
+
+use super::{
+    Scenario,
+    report::{Measured, ScenarioResult},
+};
+use crate::error::CliError;
+
+/// Polls a future that is ready at once (or soon) to completion.
+fn run<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+    }
+}
+
+/// The bench's command.
+struct Reserve {
+    order: u64,
+    quantity: u64,
+}
+
+impl Request for Reserve {
+    type Output = u64;
+}
+
+async fn reserve(command: Reserve, _ctx: RequestContext) -> Result<u64, Infallible> {
+    Ok(command
+        .order
+        .wrapping_mul(31)
+        .wrapping_add(command.quantity))
+}
+
+fn command(n: u64) -> Reserve {
+    Reserve {
+        order: black_box(n),
+        quantity: black_box(3),
+    }
+}
+
+/// The `mediator` scenario.
+pub struct MediatorBench {
+    mediator: Arc<Mediator>,
+    iterations: u64,
+}
+
+impl MediatorBench {
+    /// A Mediator with the one handler and no behaviors.
+    pub fn prepare(iterations: u64) -> Result<Self, CliError> {
+        let mediator = Mediator::builder()
+            .command(reserve)
+            .build()
+            .map_err(|e| CliError::Runtime(format!("cannot build the Mediator: {e}")))?;
+        Ok(Self {
+            mediator: Arc::new(mediator),
+            iterations: iterations.max(1),
+        })
+    }
+}
+
+fn measured(iterations: u64, started: Instant) -> Measured {
+    let ns = started.elapsed().as_nanos() as f64 / iterations as f64;
+    Measured {
+        per_s: if ns > 0.0 { 1e9 / ns } else { 0.0 },
+        latency: None,
+        ns_per_call: Some(ns),
+        breakdown: None,
+    }
+}
+
+async fn on_blocking_thread(
+    f: impl FnOnce() -> Result<Measured, CliError> + Send + 'static,
+) -> Result<Measured, CliError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CliError::Runtime(format!("the mediator bench thread failed: {e}")))?
+}
+
+impl Scenario for MediatorBench {
+    fn name(&self) -> &'static str {
+        "mediator"
+    }
+
+    fn sides(&self) -> (&'static str, &'static str) {
+        (
+            "Mediator::send, no behaviors (calls/s)",
+            "direct call of the handler (calls/s)",
+        )
+    }
+
+    async fn ferry(&mut self, _harness: &super::harness::Harness) -> Result<Measured, CliError> {
+        let (mediator, iterations) = (Arc::clone(&self.mediator), self.iterations);
+        on_blocking_thread(move || {
+            let started = Instant::now();
+            for n in 0..iterations {
+                let out = run(mediator.send(command(n)));
+                if black_box(out).is_err() {
+                    return Err(CliError::Runtime("Mediator::send failed".into()));
+                }
+            }
+            Ok(measured(iterations, started))
+        })
+        .await
+    }
+
+    async fn baseline(&mut self, _harness: &super::harness::Harness) -> Result<Measured, CliError> {
+        let iterations = self.iterations;
+        on_blocking_thread(move || {
+            let started = Instant::now();
+            for n in 0..iterations {
+                let out = run(reserve(command(n), RequestContext::new()));
+                if black_box(out).is_err() {
+                    return Err(CliError::Runtime("the direct call failed".into()));
+                }
+            }
+            Ok(measured(iterations, started))
+        })
+        .await
+    }
+
+    fn result(
+        &self,
+        ferry: &[Measured],
+        baseline: &[Measured],
+        _same_wire: &[Measured],
+    ) -> ScenarioResult {
+        ScenarioResult::new(self.name(), self.sides(), ferry, baseline)
+            .with_overhead(ferry, baseline)
+    }
+}
