@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::OutgoingMessage;
 
+mod options;
+mod record;
+
+pub use options::{MAX_ERROR_BYTES, OutboxOptions, RetryOutcome, report_dead, stored_error};
+pub use record::{OutboxRecord, OutboxRow, decode_message};
+
 /// An outbox failure.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
