@@ -163,6 +163,7 @@ pub fn fast_relay() -> RelayOptions {
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
         stats_interval: Duration::from_secs(5),
+        ..RelayOptions::default()
     }
 }
 

@@ -297,3 +297,45 @@ async fn order_within_a_partition_holds_under_concurrent_relays() {
     }
     db.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_removes_published_rows_past_retention() {
+    let db = TestDb::new().await;
+    let outbox = Outbox::new(db.pool.clone()).with_retention(Duration::from_secs(3600));
+    let publisher = RecordingPublisher::new();
+    add_many(&db.pool, &outbox, 10, 10, |_| None).await;
+    let relay = RunningRelay::spawn(
+        outbox.clone(),
+        publisher.clone(),
+        RelayOptions {
+            cleanup_interval: Duration::from_millis(200),
+            ..fast_relay()
+        },
+    );
+    wait_until(LIMIT, "the relay publishes the rows", || async {
+        publisher.count() == 10
+    })
+    .await;
+    // Published a moment ago: within the retention, kept.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(outbox.stats().await.unwrap().published, 10);
+    // Four of them were published two hours ago: past the retention, removed.
+    let ids: Vec<String> = outbox
+        .list(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .take(4)
+        .collect();
+    age_published(&db.pool, &ids, Duration::from_secs(2 * 3600)).await;
+    wait_until(LIMIT, "the relay removes the expired rows", || async {
+        outbox.stats().await.unwrap().published == 6
+    })
+    .await;
+    for id in &ids {
+        assert!(outbox.row(id).await.unwrap().is_none(), "{id} is removed");
+    }
+    relay.stop().await;
+    db.close().await;
+}

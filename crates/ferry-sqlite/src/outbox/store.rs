@@ -193,6 +193,10 @@ impl OutboxStore for SqliteOutbox {
         self.wakeup.wait(timeout).await;
     }
 
+    async fn remove_expired(&self) -> Result<u64, OutboxError> {
+        self.cleanup().await
+    }
+
     async fn stats(&self) -> Result<OutboxStats, OutboxError> {
         let row = sqlx::query(STATS)
             .fetch_one(self.pool())
