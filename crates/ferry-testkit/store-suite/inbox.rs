@@ -224,3 +224,36 @@ async fn the_inbox_trait_records_once_and_cleanup_removes_old_records() {
     assert!(inbox.is_processed("q", "m-1").await.unwrap());
     db.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_retention_removes_records_past_the_retention() {
+    let db = TestDb::new().await;
+    let inbox = SqlInbox::new(db.pool.clone()).with_retention(Duration::from_secs(3600));
+    for i in 0..5 {
+        assert!(inbox.mark_processed("q", &format!("m-{i}")).await.unwrap());
+    }
+    age_inbox(&db.pool, "q", Duration::from_secs(2 * 3600)).await;
+    for i in 5..7 {
+        assert!(inbox.mark_processed("q", &format!("m-{i}")).await.unwrap());
+    }
+    let shutdown = ferry_core::CancellationToken::new();
+    let task = tokio::spawn(ferry_core::inbox::run_retention(
+        inbox.clone(),
+        Duration::from_millis(100),
+        shutdown.clone(),
+    ));
+    wait_until(Duration::from_secs(30), "old records removed", || async {
+        !inbox.is_processed("q", "m-0").await.unwrap()
+    })
+    .await;
+    for i in 0..7 {
+        assert_eq!(
+            inbox.is_processed("q", &format!("m-{i}")).await.unwrap(),
+            i >= 5,
+            "m-{i}"
+        );
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+    db.close().await;
+}
