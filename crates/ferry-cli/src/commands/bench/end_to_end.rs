@@ -160,14 +160,7 @@ async fn commit_one(pool: &PgPool, outbox: &PgOutbox, seq: u64) -> Result<Instan
         .await
         .map_err(|e| failed(&e))?;
     tx.commit().await.map_err(|e| failed(&e))?;
-    let at = Instant::now();
-    if std::env::var("EXP_NOTIFY_AFTER").is_ok() {
-        sqlx::query("SELECT pg_notify('ferry_outbox', '')")
-            .execute(pool)
-            .await
-            .map_err(|e| failed(&e))?;
-    }
-    Ok(at)
+    Ok(Instant::now())
 }
 
 /// When event `seq` is due.
@@ -217,12 +210,6 @@ impl Scenario for EndToEnd {
             .await
             .map_err(|e| CliError::Runtime(format!("cannot start the ferry consumer: {e}")))?;
         harness.track(consumer.cancellation().clone());
-        if std::env::var("EXP_NOTIFY_AFTER").is_ok() {
-            sqlx::query("ALTER TABLE ferry_outbox DISABLE TRIGGER ferry_outbox_notify")
-                .execute(&pool)
-                .await
-                .map_err(|e| CliError::Runtime(e.to_string()))?;
-        }
         let outbox = PgOutbox::new(harness.database()?.relay_pool.clone());
         outbox.listen();
         let stop = CancellationToken::new();
