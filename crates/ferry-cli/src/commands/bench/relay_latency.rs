@@ -63,10 +63,25 @@ pub struct RelayLatency {
     pub broker: Latency,
 }
 
+/// When each message's confirm came back, by message id.
+pub type ConfirmTimes = Arc<Mutex<HashMap<String, Instant>>>;
+
 /// A publisher that notes when each message's confirm came back.
-struct ConfirmClock<P> {
+pub struct ConfirmClock<P> {
     inner: P,
-    confirmed: Arc<Mutex<HashMap<String, Instant>>>,
+    confirmed: ConfirmTimes,
+}
+
+impl<P> ConfirmClock<P> {
+    /// Wraps `inner`, noting confirms in `confirmed`.
+    pub fn new(inner: P, confirmed: ConfirmTimes) -> Self {
+        Self { inner, confirmed }
+    }
+
+    /// A copy of the times noted so far.
+    pub fn times(confirmed: &ConfirmTimes) -> HashMap<String, Instant> {
+        confirmed.lock().map(|c| c.clone()).unwrap_or_default()
+    }
 }
 
 #[async_trait]
@@ -146,10 +161,7 @@ impl RelayLatencyBench {
         let relay = tokio::spawn(
             OutboxRelay::new(
                 outbox.clone(),
-                ConfirmClock {
-                    inner: harness.bus.clone(),
-                    confirmed: Arc::clone(&confirmed),
-                },
+                ConfirmClock::new(harness.bus.clone(), Arc::clone(&confirmed)),
             )
             .with_options(self.relay)
             .run(stop.clone()),
