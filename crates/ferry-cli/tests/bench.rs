@@ -99,6 +99,14 @@ fn a_short_run_reports_every_scenario_in_json() {
         "{report}"
     );
     positive(&report, "peak_rss_mb");
+    // Issue 5's latency, measured with the relay scenario: commit to confirm at 500/s.
+    let relay_latency = &report["relay_latency_ms"];
+    assert_eq!(relay_latency["rate_per_s"], 500, "{relay_latency}");
+    assert!(
+        positive(relay_latency, "p50") <= positive(relay_latency, "p99"),
+        "{relay_latency}"
+    );
+    positive(&relay_latency["broker"], "p99");
 
     // Nothing left behind: the database is gone.
     let database = format!("ferry_bench_{}", suffix(&output));

@@ -210,15 +210,7 @@ impl Scenario for Consume {
             .dead_letter(harness.names.dead_letter_exchange.clone())
             .handle::<BenchEvent>(handler);
         let inbox = if self.inbox {
-            let mut pool = harness.database()?.pool.clone();
-            if std::env::var("EXP_INBOX_ASYNC").is_ok() {
-                let opts = (*pool.connect_options())
-                    .clone()
-                    .options([("synchronous_commit", "off")]);
-                pool = ferry::postgres::sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(24)
-                    .connect_lazy_with(opts);
-            }
+            let pool = harness.database()?.pool.clone();
             let inbox = TimedInbox::new(PgInbox::new(pool));
             builder = builder.inbox(inbox.clone());
             Some(inbox)

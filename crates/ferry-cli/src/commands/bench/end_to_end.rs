@@ -10,8 +10,9 @@
 //! well, and a ratio near 1.
 
 use std::{
+    collections::HashMap,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
@@ -33,6 +34,7 @@ use super::{
     harness::{Harness, short},
     probes::{RelayProbe, TimedPublisher, TimedStore},
     relay::empty_outbox,
+    relay_latency::ConfirmClock,
     report::{Latency, Measured, rate},
 };
 use crate::error::CliError;
@@ -146,7 +148,11 @@ impl EndToEnd {
 }
 
 /// Adds event `seq` in a transaction of its own; returns when the commit did.
-async fn commit_one(pool: &PgPool, outbox: &PgOutbox, seq: u64) -> Result<Instant, CliError> {
+async fn commit_one(
+    pool: &PgPool,
+    outbox: &PgOutbox,
+    seq: u64,
+) -> Result<(String, Instant), CliError> {
     let failed = |e: &dyn std::fmt::Display| {
         CliError::Runtime(format!("end_to_end: cannot add to the outbox: {e}"))
     };
@@ -155,19 +161,12 @@ async fn commit_one(pool: &PgPool, outbox: &PgOutbox, seq: u64) -> Result<Instan
         routing_key: Some(FERRY_KEY.to_owned()),
         ..PublishOptions::default()
     };
-    outbox
+    let id = outbox
         .add_with(&mut tx, &BenchEvent::new(seq), options)
         .await
         .map_err(|e| failed(&e))?;
     tx.commit().await.map_err(|e| failed(&e))?;
-    let at = Instant::now();
-    if std::env::var("EXP_NOTIFY_AFTER").is_ok() {
-        sqlx::query("SELECT pg_notify('ferry_outbox', '')")
-            .execute(pool)
-            .await
-            .map_err(|e| failed(&e))?;
-    }
-    Ok(at)
+    Ok((id, Instant::now()))
 }
 
 /// When event `seq` is due.
@@ -193,6 +192,8 @@ impl Scenario for EndToEnd {
         let committed = Moments::new(origin, self.events);
         let handled = Moments::new(origin, self.events);
         let counter = Counter::new(self.events);
+        let confirmed = Arc::new(Mutex::new(HashMap::new()));
+        let ids = Arc::new(Mutex::new(Vec::with_capacity(self.events as usize)));
         let handler = {
             let (handled, counter) = (Arc::clone(&handled), Arc::clone(&counter));
             move |event: BenchEvent, _ctx: MessageContext| {
@@ -217,12 +218,6 @@ impl Scenario for EndToEnd {
             .await
             .map_err(|e| CliError::Runtime(format!("cannot start the ferry consumer: {e}")))?;
         harness.track(consumer.cancellation().clone());
-        if std::env::var("EXP_NOTIFY_AFTER").is_ok() {
-            sqlx::query("ALTER TABLE ferry_outbox DISABLE TRIGGER ferry_outbox_notify")
-                .execute(&pool)
-                .await
-                .map_err(|e| CliError::Runtime(e.to_string()))?;
-        }
         let outbox = PgOutbox::new(harness.database()?.relay_pool.clone());
         outbox.listen();
         let stop = CancellationToken::new();
@@ -231,7 +226,10 @@ impl Scenario for EndToEnd {
         let relay = tokio::spawn(
             OutboxRelay::new(
                 TimedStore::new(outbox.clone(), &probe),
-                TimedPublisher::new(harness.bus.clone(), &probe),
+                ConfirmClock::new(
+                    TimedPublisher::new(harness.bus.clone(), &probe),
+                    Arc::clone(&confirmed),
+                ),
             )
             .with_options(self.relay)
             .run(stop.clone()),
@@ -242,10 +240,18 @@ impl Scenario for EndToEnd {
         let mut failure = None;
         for seq in 0..self.events {
             tokio::time::sleep_until(due(start, seq)).await;
-            let (pool, outbox, committed) = (pool.clone(), outbox.clone(), Arc::clone(&committed));
+            let (pool, outbox, committed, ids) = (
+                pool.clone(),
+                outbox.clone(),
+                Arc::clone(&committed),
+                Arc::clone(&ids),
+            );
             commits.spawn(async move {
-                let at = commit_one(&pool, &outbox, seq).await?;
+                let (id, at) = commit_one(&pool, &outbox, seq).await?;
                 committed.mark(seq, at);
+                if let Ok(mut ids) = ids.lock() {
+                    ids.push((seq, id));
+                }
                 Ok::<(), CliError>(())
             });
             while let Some(joined) = commits.try_join_next() {
@@ -276,6 +282,24 @@ impl Scenario for EndToEnd {
         let mut measured = measure(&committed, &handled, self.events)?;
         let mut breakdown = probe.breakdown();
         breakdown.insert("commits_per_s", committed.pace(self.events));
+        // The two halves of the latency: commit to publisher confirm (the relay), and confirm
+        // to handler start (the broker's delivery and the consumer).
+        let confirmed = ConfirmClock::<()>::times(&confirmed);
+        let ids = ids.lock().map(|ids| ids.clone()).unwrap_or_default();
+        let (mut relay, mut delivery) = (Vec::new(), Vec::new());
+        for (seq, id) in ids {
+            let (Some(&at), Ok(i)) = (confirmed.get(&id), usize::try_from(seq)) else {
+                continue;
+            };
+            let at = u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(0);
+            relay.push(at.saturating_sub(committed.get(i)));
+            delivery.push(handled.get(i).saturating_sub(at));
+        }
+        let (relay, delivery) = (Latency::from_nanos(relay), Latency::from_nanos(delivery));
+        breakdown.insert("commit_to_confirm_p50_ms", relay.p50);
+        breakdown.insert("commit_to_confirm_p99_ms", relay.p99);
+        breakdown.insert("confirm_to_handler_p50_ms", delivery.p50);
+        breakdown.insert("confirm_to_handler_p99_ms", delivery.p99);
         breakdown.insert("handled_when_last_committed", handled_when_committed as f64);
         measured.breakdown = Some(breakdown);
         Ok(measured)

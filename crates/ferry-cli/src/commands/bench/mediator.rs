@@ -3,8 +3,9 @@
 //! The handler finishes at once, so each future is polled to completion once with a no-op
 //! waker: what is measured is dispatch, not a runtime's scheduling (as in ferry-core's
 //! criterion bench `benches/mediator.rs`). Both sides build a fresh `RequestContext` per
-//! call (`send` makes one). `per_s` is calls a second; the overhead is ns per `send` minus ns
-//! per direct call.
+//! call (`send` makes one). Each round runs in ten timed chunks and counts its median chunk,
+//! so a chunk the scheduler interrupted does not count. `per_s` is calls a second; the
+//! overhead is ns per `send` minus ns per direct call.
 
 use std::{
     convert::Infallible,
@@ -20,9 +21,12 @@ use ferry::mediator::{Mediator, Request, RequestContext};
 
 use super::{
     Scenario,
-    report::{Measured, ScenarioResult},
+    report::{Measured, ScenarioResult, median},
 };
 use crate::error::CliError;
+
+/// Timed chunks per round.
+const CHUNKS: u64 = 10;
 
 /// Polls a future that is ready at once (or soon) to completion.
 fn run<F: Future>(future: F) -> F::Output {
@@ -79,8 +83,28 @@ impl MediatorBench {
     }
 }
 
-fn measured(iterations: u64, started: Instant) -> Measured {
-    let ns = started.elapsed().as_nanos() as f64 / iterations as f64;
+/// Runs `call` `iterations` times in [`CHUNKS`] timed chunks; the ns per call of the median
+/// chunk, so that a chunk the scheduler interrupted (other processes share the CPUs) does not
+/// count against either side.
+fn timed_chunks(
+    iterations: u64,
+    mut call: impl FnMut(u64) -> Result<(), CliError>,
+) -> Result<Measured, CliError> {
+    let per_chunk = (iterations / CHUNKS).max(1);
+    let mut chunks = Vec::with_capacity(CHUNKS as usize);
+    let mut n = 0;
+    for _ in 0..CHUNKS {
+        let started = Instant::now();
+        for _ in 0..per_chunk {
+            call(n)?;
+            n += 1;
+        }
+        chunks.push(started.elapsed().as_nanos() as f64 / per_chunk as f64);
+    }
+    Ok(measured(median(&chunks)))
+}
+
+fn measured(ns: f64) -> Measured {
     Measured {
         per_s: if ns > 0.0 { 1e9 / ns } else { 0.0 },
         latency: None,
@@ -112,14 +136,13 @@ impl Scenario for MediatorBench {
     async fn ferry(&mut self, _harness: &super::harness::Harness) -> Result<Measured, CliError> {
         let (mediator, iterations) = (Arc::clone(&self.mediator), self.iterations);
         on_blocking_thread(move || {
-            let started = Instant::now();
-            for n in 0..iterations {
+            timed_chunks(iterations, |n| {
                 let out = run(mediator.send(command(n)));
                 if black_box(out).is_err() {
                     return Err(CliError::Runtime("Mediator::send failed".into()));
                 }
-            }
-            Ok(measured(iterations, started))
+                Ok(())
+            })
         })
         .await
     }
@@ -127,14 +150,13 @@ impl Scenario for MediatorBench {
     async fn baseline(&mut self, _harness: &super::harness::Harness) -> Result<Measured, CliError> {
         let iterations = self.iterations;
         on_blocking_thread(move || {
-            let started = Instant::now();
-            for n in 0..iterations {
+            timed_chunks(iterations, |n| {
                 let out = run(reserve(command(n), RequestContext::new()));
                 if black_box(out).is_err() {
                     return Err(CliError::Runtime("the direct call failed".into()));
                 }
-            }
-            Ok(measured(iterations, started))
+                Ok(())
+            })
         })
         .await
     }

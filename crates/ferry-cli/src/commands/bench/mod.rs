@@ -18,6 +18,7 @@ mod mediator;
 mod probes;
 mod publish;
 mod relay;
+mod relay_latency;
 mod report;
 mod soak;
 
@@ -233,8 +234,12 @@ impl Plan {
         }
     }
 
-    async fn run(&self, harness: &Harness) -> Result<Vec<ScenarioResult>, CliError> {
+    async fn run(
+        &self,
+        harness: &Harness,
+    ) -> Result<(Vec<ScenarioResult>, Option<relay_latency::RelayLatency>), CliError> {
         let mut results = Vec::new();
+        let mut commit_to_confirm = None;
         for name in &self.scenarios {
             eprintln!(
                 "bench: [{:>6.1} s] {name:?}: preparing",
@@ -252,7 +257,16 @@ impl Plan {
                 }
                 ScenarioName::Relay => {
                     let scenario = relay::Relay::prepare(harness, n, self.relay).await?;
-                    measure(harness, scenario, rounds).await
+                    let drained = measure(harness, scenario, rounds).await?;
+                    eprintln!(
+                        "bench: [{:>6.1} s] relay latency at {}/s: preparing",
+                        harness.elapsed_s(),
+                        relay_latency::RATE_PER_S
+                    );
+                    let latency =
+                        relay_latency::RelayLatencyBench::prepare(harness, n, self.relay).await?;
+                    commit_to_confirm = Some(latency.measure(harness, rounds).await?);
+                    Ok(drained)
                 }
                 ScenarioName::Consume => {
                     let scenario = consume::Consume::prepare(harness, n, c, false).await?;
@@ -275,12 +289,16 @@ impl Plan {
             }?;
             results.push(result);
         }
-        Ok(results)
+        Ok((results, commit_to_confirm))
     }
 }
 
 enum Outcome {
-    Scenarios(Vec<ScenarioResult>, Settings),
+    Scenarios(
+        Vec<ScenarioResult>,
+        Option<relay_latency::RelayLatency>,
+        Settings,
+    ),
     Soak(soak::SoakResult, Settings),
 }
 
@@ -336,8 +354,12 @@ pub async fn run(global: &Global, args: BenchArgs) -> CliResult {
                 let result = soak::run(&harness, plan.messages, plan.concurrency).await?;
                 Ok(Outcome::Soak(result, plan.settings(&harness)))
             } else {
-                let results = plan.run(&harness).await?;
-                Ok(Outcome::Scenarios(results, plan.settings(&harness)))
+                let (results, relay_latency) = plan.run(&harness).await?;
+                Ok(Outcome::Scenarios(
+                    results,
+                    relay_latency,
+                    plan.settings(&harness),
+                ))
             }
         };
         tokio::select! {
@@ -349,8 +371,8 @@ pub async fn run(global: &Global, args: BenchArgs) -> CliResult {
     };
     harness.cleanup().await;
     match outcome? {
-        Outcome::Scenarios(results, settings) => {
-            let report = Report::new(settings, results);
+        Outcome::Scenarios(results, relay_latency, settings) => {
+            let report = Report::new(settings, results, relay_latency);
             print(args.json, &report, Report::table)?;
             Ok(ExitCode::SUCCESS)
         }

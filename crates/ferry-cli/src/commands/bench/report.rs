@@ -9,6 +9,8 @@ use std::{
 
 use serde::Serialize;
 
+use super::relay_latency::RelayLatency;
+
 /// Deliveries seen: how many, and when the first and the last came.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Span {
@@ -383,11 +385,19 @@ pub struct Report {
     pub mediator_overhead_ns: Option<f64>,
     /// The process's peak resident memory.
     pub peak_rss_mb: f64,
+    /// Outbox commit to publisher confirm through the relay at a steady pace, and the broker
+    /// alone at that pace (measured with the `relay` scenario).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_latency_ms: Option<RelayLatency>,
 }
 
 impl Report {
     /// The report of these results.
-    pub fn new(settings: Settings, scenarios: Vec<ScenarioResult>) -> Self {
+    pub fn new(
+        settings: Settings,
+        scenarios: Vec<ScenarioResult>,
+        relay_latency_ms: Option<RelayLatency>,
+    ) -> Self {
         let latency_ms = scenarios.iter().find_map(|s| s.latency_ms);
         let mediator_overhead_ns = scenarios.iter().find_map(|s| s.overhead_ns);
         Self {
@@ -396,6 +406,7 @@ impl Report {
             latency_ms,
             mediator_overhead_ns,
             peak_rss_mb: peak_rss_mb().unwrap_or(0.0),
+            relay_latency_ms,
         }
     }
 
@@ -459,6 +470,21 @@ impl Report {
             if let Some(o) = s.overhead_ns {
                 let _ = write!(out, "\nmediator overhead: {o:.1} ns per send");
             }
+        }
+        if let Some(r) = &self.relay_latency_ms {
+            let _ = write!(
+                out,
+                "\nrelay latency (outbox commit -> publisher confirm, {}/s, LISTEN/NOTIFY): p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms\n  broker alone (raw lapin publish -> confirm):                       p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                r.rate_per_s,
+                r.p50,
+                r.p95,
+                r.p99,
+                r.max,
+                r.broker.p50,
+                r.broker.p95,
+                r.broker.p99,
+                r.broker.max
+            );
         }
         let st = &self.settings;
         let _ = write!(
