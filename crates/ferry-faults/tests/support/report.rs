@@ -34,7 +34,8 @@ pub struct CaseResult {
     pub redelivered: i64,
     /// The longest time without any event applied, from the fault on (ms).
     pub stall_ms: Option<i64>,
-    /// From the fault being healed until events were applied again (ms).
+    /// From the fault being healed until the relay published and the consumer applied events
+    /// again (ms).
     pub recovery_ms: Option<i64>,
     /// From the fault being healed until the last event was applied (ms).
     pub all_applied_ms: Option<i64>,
@@ -154,8 +155,17 @@ pub async fn measure(
         ..CaseResult::default()
     };
     if let Some(window) = window {
-        let (stall, resumed) = longest_gap(&times, window);
+        let (stall, _) = longest_gap(&times, window);
         result.stall_ms = Some(stall);
+        // Both halves of the pipeline work again: the relay marks rows published and the
+        // consumer applies events (a half the fault never stopped has nothing to recover).
+        let published: Option<DateTime<Utc>> =
+            sqlx::query_scalar("SELECT min(published_at) FROM ferry_outbox WHERE published_at >= $1")
+                .bind(window.healed)
+                .fetch_one(pool)
+                .await?;
+        let applied = times.iter().copied().find(|t| *t >= window.healed);
+        let resumed = published.into_iter().chain(applied).max().unwrap_or(window.healed);
         result.recovery_ms = Some((resumed - window.healed).num_milliseconds().max(0));
         result.all_applied_ms = Some((last - window.healed).num_milliseconds().max(0));
     }
