@@ -122,17 +122,27 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
 
     /// Relays `rows` and, at the same time, claims the next batch: the database works on the
     /// next claim while the broker confirms this batch. The rows claimed ahead are leased like
-    /// any claim; the store's claim rules (a partition's later rows wait for its earlier
-    /// pending ones) hold whatever the timing.
+    /// any claim (from the returned instant); the store's claim rules (a partition's later rows
+    /// wait for its earlier pending ones) hold whatever the timing.
     async fn relay_and_claim_ahead(
         &self,
         rows: Vec<OutboxMessage>,
     ) -> (
         Result<RelayBatch, RelayError>,
         Result<Vec<OutboxMessage>, OutboxError>,
+        Instant,
     ) {
         let started = Instant::now();
-        tokio::join!(self.relay_rows(rows, started), self.claim())
+        let (batch, ahead) = tokio::join!(self.relay_rows(rows, started), self.claim());
+        (batch, ahead, started)
+    }
+
+    /// Whether rows claimed at `claimed_at` still have at least half their lease. Rows claimed
+    /// ahead wait for the batch before them; if that batch was slow (a broker blocking
+    /// publishes), their lease may be running out, and the next claim, made while they are
+    /// being published, would take them again: they are given back and claimed afresh instead.
+    fn lease_fresh(&self, claimed_at: Instant) -> bool {
+        claimed_at.elapsed() < self.options.lease / 2
     }
 
     /// Gives rows claimed ahead back at once (rather than when their lease expires).
@@ -224,7 +234,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         let mut total = 0;
         let mut rows = self.claim().await?;
         while !rows.is_empty() {
-            let (batch, ahead) = self.relay_and_claim_ahead(rows).await;
+            let (batch, ahead, claimed_at) = self.relay_and_claim_ahead(rows).await;
             let batch = match batch {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -240,7 +250,16 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 self.give_back(ahead).await;
                 break;
             }
-            rows = ahead;
+            rows = if self.lease_fresh(claimed_at) {
+                ahead
+            } else {
+                tracing::debug!(
+                    rows = ahead.len(),
+                    "rows claimed ahead are past half their lease; claiming afresh"
+                );
+                self.give_back(ahead).await;
+                self.claim().await?
+            };
         }
         Ok(total)
     }
@@ -255,14 +274,22 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         // Rows claimed while the previous batch was published. When that claim found nothing,
         // the relay claims once more before it waits: rows committed during the batch may have
         // notified no one (not every store remembers a notification nobody waited for).
-        let mut ahead: Option<Vec<OutboxMessage>> = None;
+        let mut ahead: Option<(Vec<OutboxMessage>, Instant)> = None;
         while !shutdown.is_cancelled() {
             if last_stats.is_none_or(|t| t.elapsed() >= self.options.stats_interval) {
                 last_stats = Some(Instant::now());
                 self.sample_stats().await;
             }
             let rows = match ahead.take() {
-                Some(rows) => rows,
+                Some((rows, claimed_at)) if self.lease_fresh(claimed_at) => rows,
+                Some((rows, _)) => {
+                    tracing::debug!(
+                        rows = rows.len(),
+                        "rows claimed ahead are past half their lease; claiming afresh"
+                    );
+                    self.give_back(rows).await;
+                    continue;
+                }
                 None => match self.claim().await {
                     Ok(rows) => rows,
                     Err(e) => {
@@ -280,7 +307,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 }
                 continue;
             }
-            let (batch, next) = self.relay_and_claim_ahead(rows).await;
+            let (batch, next, claimed_at) = self.relay_and_claim_ahead(rows).await;
             let mut pause = match batch {
                 Ok(batch) if batch.released > 0 => {
                     tracing::warn!(
@@ -300,7 +327,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 }
             };
             match next {
-                Ok(next) if !pause => ahead = (!next.is_empty()).then_some(next),
+                Ok(next) if !pause => ahead = (!next.is_empty()).then_some((next, claimed_at)),
                 Ok(next) => self.give_back(next).await,
                 Err(e) => {
                     tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "outbox relay claim failed");
@@ -311,7 +338,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 backoff = self.pause(&shutdown, backoff).await;
             }
         }
-        if let Some(rows) = ahead {
+        if let Some((rows, _)) = ahead {
             self.give_back(rows).await;
         }
         tracing::info!("outbox relay stopped");

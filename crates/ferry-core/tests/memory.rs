@@ -319,3 +319,77 @@ async fn leases_expire_and_partitions_keep_order() {
     let third = outbox.claim(10, Duration::from_secs(30)).await.unwrap();
     assert_eq!(third.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids);
 }
+
+/// A publisher whose first batch takes longer than the relay's lease; it records what it sends.
+#[derive(Default)]
+struct SlowFirstBatch {
+    calls: AtomicU32,
+    sent: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Publisher for SlowFirstBatch {
+    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
+        self.sent.lock().unwrap().push(message.id().to_owned());
+        Ok(())
+    }
+
+    async fn publish_messages(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Vec<Result<(), PublishError>> {
+        let first = self.calls.fetch_add(1, Ordering::SeqCst) == 0;
+        // The broker takes a moment (the relay claims its next batch meanwhile); the first
+        // batch takes twice the lease.
+        let took = if first { 600 } else { 20 };
+        tokio::time::sleep(Duration::from_millis(took)).await;
+        let mut sent = self.sent.lock().unwrap();
+        messages
+            .iter()
+            .map(|m| {
+                sent.push(m.id().to_owned());
+                Ok(())
+            })
+            .collect()
+    }
+}
+
+/// A batch that outlasts the lease (a broker blocking publishes, say) must not leave the rows
+/// claimed ahead of it to be claimed again while they are being published.
+#[tokio::test]
+async fn rows_claimed_ahead_of_a_batch_that_outlasts_the_lease_are_published_once() {
+    let options = RelayOptions {
+        batch_size: 10,
+        lease: Duration::from_millis(300),
+        poll_interval: Duration::from_millis(50),
+        ..RelayOptions::default()
+    };
+    for use_drain in [false, true] {
+        let outbox = MemoryOutbox::new();
+        let mut ids: Vec<String> = (0..30)
+            .map(|n| outbox.add(&OrderCreated { order_id: n }).unwrap())
+            .collect();
+        let publisher = Arc::new(SlowFirstBatch::default());
+        let relay = OutboxRelay::new(outbox.clone(), Arc::clone(&publisher)).with_options(options);
+        if use_drain {
+            assert_eq!(relay.drain().await.unwrap(), 30);
+        } else {
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(relay.run(shutdown.clone()));
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while outbox.pending_count() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("the relay published every row");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            shutdown.cancel();
+            task.await.unwrap().unwrap();
+        }
+        let mut sent = publisher.sent.lock().unwrap().clone();
+        sent.sort();
+        ids.sort();
+        assert_eq!(sent, ids, "drain: {use_drain}: every row once");
+    }
+}
