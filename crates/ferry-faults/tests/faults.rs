@@ -166,7 +166,10 @@ async fn case_5_consumer_killed_with_deliveries_in_flight() {
     case.notes
         .push("prefetch 200, 16 handlers of 5-15 ms: up to 200 unacked at the kill".into());
     let result = case.finish().await;
-    assert!(result.redelivered > 0, "the kill left deliveries unacked: {result:#?}");
+    assert!(
+        result.redelivered > 0,
+        "the kill left deliveries unacked: {result:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,7 +233,9 @@ async fn case_7_broker_memory_alarm() {
             .publish_with(&ItemAdded { n: u64::MAX }, options)
             .await
         {
-            Err(PublishError::Unroutable { .. }) if alarm_started.elapsed() < Duration::from_secs(20) => {
+            Err(PublishError::Unroutable { .. })
+                if alarm_started.elapsed() < Duration::from_secs(20) =>
+            {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             outcome => break (outcome, sent.elapsed()),
@@ -306,6 +311,9 @@ async fn case_8_slow_handler_and_full_prefetch() {
     );
     let result = case.finish().await;
     assert_eq!(result.retried, 0, "no delivery was retried: {result:#?}");
-    assert_eq!(result.redelivered, 0, "no delivery was redelivered: {result:#?}");
+    assert_eq!(
+        result.redelivered, 0,
+        "no delivery was redelivered: {result:#?}"
+    );
     assert_eq!(result.duplicates_absorbed, 0, "{result:#?}");
 }

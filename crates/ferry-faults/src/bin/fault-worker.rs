@@ -130,8 +130,7 @@ impl<P: Publisher> Publisher for Failpoint<P> {
         let results = self.inner.publish_messages(messages).await;
         let confirmed = results.iter().filter(|r| r.is_ok()).count();
         if let Some(limit) = self.stop_after {
-            if confirmed > 0 && self.confirmed_batches.fetch_add(1, Ordering::SeqCst) + 1 == limit
-            {
+            if confirmed > 0 && self.confirmed_batches.fetch_add(1, Ordering::SeqCst) + 1 == limit {
                 say(&format!("{CONFIRMED_NOT_MARKED} {confirmed}"));
                 std::future::pending::<()>().await;
             }
@@ -153,12 +152,14 @@ async fn consume(settings: WorkerSettings, shutdown: CancellationToken) -> anyho
         .on_dead_letter(move |dead| {
             let pool = dead_pool.clone();
             async move {
-                sqlx::query("INSERT INTO dead_letters (event_id, kind, message) VALUES ($1, $2, $3)")
-                    .bind(dead.message_id())
-                    .bind(dead.fault.kind.as_str())
-                    .bind(&dead.fault.message)
-                    .execute(&pool)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO dead_letters (event_id, kind, message) VALUES ($1, $2, $3)",
+                )
+                .bind(dead.message_id())
+                .bind(dead.fault.kind.as_str())
+                .bind(&dead.fault.message)
+                .execute(&pool)
+                .await?;
                 Ok(())
             }
         })

@@ -78,7 +78,9 @@ impl Case {
     pub async fn start(spec: CaseSpec) -> Case {
         ferry_testkit::init_tracing();
         let services = ServicesGuard::default();
-        let db = TempDatabase::create().await.expect("create a test database");
+        let db = TempDatabase::create()
+            .await
+            .expect("create a test database");
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
@@ -115,11 +117,7 @@ impl Case {
         let consumer = Worker::start("consume", spec.name, &settings, &[]).await;
         let relay = Worker::start("relay", spec.name, &settings, &spec.first_relay_env).await;
         let started = Utc::now();
-        let producer = tokio::spawn(produce(
-            db.url().to_owned(),
-            spec.events,
-            spec.rate_per_s,
-        ));
+        let producer = tokio::spawn(produce(db.url().to_owned(), spec.events, spec.rate_per_s));
         Case {
             services,
             relay: Some(relay),
@@ -188,7 +186,10 @@ impl Case {
         self.wait_drained().await;
         // Late duplicates (redeliveries of events already applied) show up now or never.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        for worker in [self.relay.take(), self.consumer.take()].into_iter().flatten() {
+        for worker in [self.relay.take(), self.consumer.take()]
+            .into_iter()
+            .flatten()
+        {
             worker.stop(Duration::from_secs(30)).await;
         }
         let mut result = measure(&self.pool, self.started, self.window)
@@ -286,7 +287,8 @@ async fn produce(url: String, total: u64, rate: u64) -> (u64, Duration) {
         }
     };
     let outbox = PgOutbox::new(pool.clone());
-    let period = Duration::from_millis(PER_TX * STREAMS * 1000 / rate.max(1)).max(Duration::from_millis(1));
+    let period =
+        Duration::from_millis(PER_TX * STREAMS * 1000 / rate.max(1)).max(Duration::from_millis(1));
     let mut streams = Vec::new();
     for stream in 0..STREAMS {
         let (pool, outbox) = (pool.clone(), outbox.clone());

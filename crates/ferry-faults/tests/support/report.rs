@@ -54,7 +54,8 @@ pub struct CaseResult {
 impl CaseResult {
     /// The line for the log: fault, events, lost, applied twice, recovery.
     pub fn line(&self) -> String {
-        let ms = |v: Option<i64>| v.map_or("n/a".to_owned(), |v| format!("{:.1} s", v as f64 / 1000.0));
+        let ms =
+            |v: Option<i64>| v.map_or("n/a".to_owned(), |v| format!("{:.1} s", v as f64 / 1000.0));
         format!(
             "FAULT RESULT {:<20} events {:>6}  lost {}  applied twice {}  duplicates absorbed {:>4}  \
              dead-lettered {}  retried {:>4}  stall {}  recovery {}  all applied {}  max delay {:.1} s  \
@@ -159,13 +160,18 @@ pub async fn measure(
         result.stall_ms = Some(stall);
         // Both halves of the pipeline work again: the relay marks rows published and the
         // consumer applies events (a half the fault never stopped has nothing to recover).
-        let published: Option<DateTime<Utc>> =
-            sqlx::query_scalar("SELECT min(published_at) FROM ferry_outbox WHERE published_at >= $1")
-                .bind(window.healed)
-                .fetch_one(pool)
-                .await?;
+        let published: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT min(published_at) FROM ferry_outbox WHERE published_at >= $1",
+        )
+        .bind(window.healed)
+        .fetch_one(pool)
+        .await?;
         let applied = times.iter().copied().find(|t| *t >= window.healed);
-        let resumed = published.into_iter().chain(applied).max().unwrap_or(window.healed);
+        let resumed = published
+            .into_iter()
+            .chain(applied)
+            .max()
+            .unwrap_or(window.healed);
         result.recovery_ms = Some((resumed - window.healed).num_milliseconds().max(0));
         result.all_applied_ms = Some((last - window.healed).num_milliseconds().max(0));
     }

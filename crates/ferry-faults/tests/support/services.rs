@@ -90,7 +90,12 @@ fn wait_reachable(addr: &str, limit: Duration) -> bool {
 }
 
 fn blocking(program: &str, args: &[&str]) {
-    match Command::new("timeout").arg("120").arg(program).args(args).output() {
+    match Command::new("timeout")
+        .arg("120")
+        .arg(program)
+        .args(args)
+        .output()
+    {
         Ok(out) if out.status.success() => {}
         Ok(out) => eprintln!(
             "fault suite: `{program} {}` failed: {}",
