@@ -194,7 +194,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 }
             }
             if !published.is_empty() {
-                self.store.mark_published(&published).await?;
+                self.mark_published(&published, started).await?;
                 metric::record_published(published.len());
             }
             if !failures.is_empty() {
@@ -226,6 +226,25 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Marks rows the broker confirmed. A failed mark (the database restarting) is tried again,
+    /// backing off, while the claim's lease lasts (until half of it has passed since the batch
+    /// started, rows claimed ahead having at least half of theirs left): given up, the rows
+    /// would be published a second time once their lease expires.
+    async fn mark_published(&self, ids: &[String], started: Instant) -> Result<(), OutboxError> {
+        let mut pause = self.options.min_backoff.max(Duration::from_millis(10));
+        loop {
+            match self.store.mark_published(ids).await {
+                Ok(()) => return Ok(()),
+                Err(e) if started.elapsed() + pause < self.options.lease / 2 => {
+                    tracing::warn!(error = %e, rows = ids.len(), retry_ms = pause.as_millis() as u64, "could not mark confirmed rows published; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.options.max_backoff);
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Publishes until no row is due (or the store fails); returns the rows published. Each

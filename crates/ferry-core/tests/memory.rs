@@ -393,3 +393,77 @@ async fn rows_claimed_ahead_of_a_batch_that_outlasts_the_lease_are_published_onc
         assert_eq!(sent, ids, "drain: {use_drain}: every row once");
     }
 }
+
+/// The memory outbox, whose first `mark_published` fails (the database restarting).
+#[derive(Clone)]
+struct MarkFailsOnce {
+    inner: MemoryOutbox,
+    failed: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl OutboxStore for MarkFailsOnce {
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ferry_core::OutboxMessage>, ferry_core::OutboxError> {
+        self.inner.claim(limit, lease).await
+    }
+    async fn mark_published(&self, ids: &[String]) -> Result<(), ferry_core::OutboxError> {
+        if self.failed.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(ferry_core::OutboxError::Database(
+                "the database is restarting".into(),
+            ));
+        }
+        self.inner.mark_published(ids).await
+    }
+    async fn mark_failed(
+        &self,
+        failures: &[ferry_core::OutboxFailure],
+    ) -> Result<(), ferry_core::OutboxError> {
+        self.inner.mark_failed(failures).await
+    }
+    async fn release(&self, ids: &[String]) -> Result<(), ferry_core::OutboxError> {
+        self.inner.release(ids).await
+    }
+    async fn stats(&self) -> Result<ferry_core::OutboxStats, ferry_core::OutboxError> {
+        self.inner.stats().await
+    }
+}
+
+/// The broker has a batch once it confirmed it: a failed mark is tried again while the lease
+/// lasts, rather than leaving the rows to be published a second time when it expires.
+#[tokio::test]
+async fn a_failed_mark_is_tried_again_instead_of_publishing_the_batch_twice() {
+    let outbox = MemoryOutbox::new();
+    let mut ids: Vec<String> = (0..10)
+        .map(|n| outbox.add(&OrderCreated { order_id: n }).unwrap())
+        .collect();
+    let store = MarkFailsOnce {
+        inner: outbox.clone(),
+        failed: Arc::default(),
+    };
+    let publisher = Arc::new(SlowFirstBatch::default());
+    let options = RelayOptions {
+        lease: Duration::from_secs(2),
+        min_backoff: Duration::from_millis(20),
+        ..RelayOptions::default()
+    };
+    let relay = OutboxRelay::new(store.clone(), Arc::clone(&publisher)).with_options(options);
+    let batch = relay.run_once().await.unwrap();
+    assert_eq!(batch.published, 10);
+    assert_eq!(
+        store.failed.load(Ordering::SeqCst),
+        2,
+        "marked on the second try"
+    );
+    assert_eq!(outbox.pending_count(), 0);
+    // Even once the lease has passed, nothing is left to publish again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(relay.run_once().await.unwrap().claimed, 0);
+    let mut sent = publisher.sent.lock().unwrap().clone();
+    sent.sort();
+    ids.sort();
+    assert_eq!(sent, ids);
+}
