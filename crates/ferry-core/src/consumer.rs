@@ -154,13 +154,14 @@ impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
         self
     }
 
-    /// Sets the prefetch (unacked deliveries at once).
+    /// Sets the prefetch: the most deliveries the broker sends before they are acked (at
+    /// least 1; default 10). With the concurrency, it bounds the work in flight.
     pub fn prefetch(mut self, prefetch: u16) -> Self {
         self.spec.prefetch = prefetch.max(1);
         self
     }
 
-    /// Sets how many handlers run at once (capped by the prefetch).
+    /// Sets how many handlers run at once (default 1; capped by the prefetch).
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.spec.concurrency = concurrency;
         self
@@ -197,7 +198,8 @@ impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
         self
     }
 
-    /// Sets the size and count limits.
+    /// Sets the body size and header count limits (default: 4 MiB, 256 headers, or the
+    /// transport's defaults); a message over one is dead-lettered as `too-large`.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.spec.pipeline.set_limits(limits);
         self

@@ -38,7 +38,8 @@ pub use handler::{FailureKind, HandlerError, IntegrationEventHandler, MessageCon
 pub use inbox::{Inbox, InboxError};
 pub use mediator::{Mediator, MediatorError, RequestContext};
 pub use outbox::{
-    OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStatus, OutboxStore,
+    OutboxError, OutboxFailure, OutboxMessage, OutboxRecord, OutboxRow, OutboxStats, OutboxStatus,
+    OutboxStore,
 };
 pub use pipeline::{Decision, Delivery, Limits, Pipeline};
 pub use publisher::{PublishError, PublishOptions, Publisher, PublisherExt};

@@ -23,8 +23,20 @@ use crate::{
     wire::HeaderValue,
 };
 
-/// Size and count limits on incoming messages; a message over one is dead-lettered as
-/// `too-large`.
+/// Size and count limits on incoming messages; a message over one is dead-lettered at once as
+/// `too-large`, before anything else is read from it.
+///
+/// Set them per consumer with `.limits(..)` on the consumer builder (the RabbitMQ transport
+/// also takes defaults for every consumer in its options). The work a consumer has in flight
+/// is bounded too, by its prefetch (unacked deliveries) and concurrency (handlers at once).
+///
+/// ```
+/// use ferry_core::Limits;
+///
+/// let limits = Limits::default().with_max_body_bytes(64 * 1024).with_max_headers(32);
+/// assert_eq!(limits.max_body_bytes, 65_536);
+/// assert_eq!(Limits::default().max_body_bytes, 4 * 1024 * 1024);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The largest body accepted, in bytes (default 4 MiB).
@@ -39,6 +51,20 @@ impl Default for Limits {
             max_body_bytes: 4 * 1024 * 1024,
             max_headers: 256,
         }
+    }
+}
+
+impl Limits {
+    /// Sets the largest body accepted, in bytes.
+    pub const fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// Sets the most headers accepted.
+    pub const fn with_max_headers(mut self, headers: usize) -> Self {
+        self.max_headers = headers;
+        self
     }
 }
 
@@ -148,6 +174,7 @@ pub struct Pipeline {
     retry: RetryPolicy,
     inbox: Option<Arc<dyn Inbox>>,
     limits: Limits,
+    limits_set: bool,
     cancellation: CancellationToken,
 }
 
@@ -172,6 +199,7 @@ impl Pipeline {
             retry: RetryPolicy::default(),
             inbox: None,
             limits: Limits::default(),
+            limits_set: false,
             cancellation: CancellationToken::new(),
         }
     }
@@ -239,6 +267,13 @@ impl Pipeline {
     /// Sets the limits.
     pub fn set_limits(&mut self, limits: Limits) {
         self.limits = limits;
+        self.limits_set = true;
+    }
+
+    /// Whether the limits were set with [`Pipeline::set_limits`] (a transport may apply its
+    /// own defaults otherwise).
+    pub fn has_limits_set(&self) -> bool {
+        self.limits_set
     }
 
     /// Sets the token handlers see cancelled at shutdown.

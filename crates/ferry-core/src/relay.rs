@@ -30,6 +30,9 @@ pub struct RelayOptions {
     /// How often the relay samples the outbox for the `ferry_outbox_pending` and
     /// `ferry_outbox_oldest_pending_age_seconds` gauges (default 5 s).
     pub stats_interval: Duration,
+    /// How often the relay deletes published rows past the store's retention
+    /// ([`OutboxStore::remove_expired`]; default 10 min, the first time soon after it starts).
+    pub cleanup_interval: Duration,
 }
 
 impl Default for RelayOptions {
@@ -41,6 +44,7 @@ impl Default for RelayOptions {
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
             stats_interval: Duration::from_secs(5),
+            cleanup_interval: Duration::from_secs(600),
         }
     }
 }
@@ -290,6 +294,14 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         tracing::info!("outbox relay started");
         let mut backoff = self.options.min_backoff;
         let mut last_stats: Option<Instant> = None;
+        // The first retention pass comes a few seconds after the start, not with it.
+        let mut last_cleanup = Instant::now()
+            .checked_sub(
+                self.options
+                    .cleanup_interval
+                    .saturating_sub(Duration::from_secs(5)),
+            )
+            .unwrap_or_else(Instant::now);
         // Rows claimed while the previous batch was published. When that claim found nothing,
         // the relay claims once more before it waits: rows committed during the batch may have
         // notified no one (not every store remembers a notification nobody waited for).
@@ -298,6 +310,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
             if last_stats.is_none_or(|t| t.elapsed() >= self.options.stats_interval) {
                 last_stats = Some(Instant::now());
                 self.sample_stats().await;
+            }
+            if last_cleanup.elapsed() >= self.options.cleanup_interval {
+                last_cleanup = Instant::now();
+                self.remove_expired().await;
             }
             let rows = match ahead.take() {
                 Some((rows, claimed_at)) if self.lease_fresh(claimed_at) => rows,
@@ -371,6 +387,16 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
             _ = tokio::time::sleep(backoff) => {}
         }
         (backoff * 2).min(self.options.max_backoff)
+    }
+
+    async fn remove_expired(&self) {
+        match self.store.remove_expired().await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "removed published outbox rows past retention"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not remove published outbox rows past retention")
+            }
+        }
     }
 
     async fn sample_stats(&self) {

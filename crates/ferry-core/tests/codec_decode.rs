@@ -353,6 +353,25 @@ fn a_missing_or_empty_id_is_missing_id() {
 }
 
 #[test]
+fn a_cloudevents_message_without_specversion_is_a_decode_fault() {
+    for prefix in ["ce-", "cloudEvents_", "cloudEvents:"] {
+        let mut message = minimal(prefix);
+        message.headers.remove(&format!("{prefix}specversion"));
+        // The properties would make it a valid plain message, but its CloudEvents headers
+        // say it is a binary-mode event, which must name its version.
+        message.properties.message_id = Some("m-1".into());
+        message.properties.kind = Some("orders.order.created".into());
+        assert_fault(&message, FaultKind::Decode, "specversion");
+        message.set_header(format!("{prefix}specversion"), HeaderValue::Void);
+        assert_fault(&message, FaultKind::Decode, "specversion");
+    }
+    // An extension alone is enough to make it a CloudEvents message.
+    let mut message = plain();
+    message.set_header("ce-tenant", "acme");
+    assert_fault(&message, FaultKind::Decode, "specversion");
+}
+
+#[test]
 fn attribute_faults_are_decode_faults_that_say_what_is_wrong() {
     let cases: Vec<(&str, HeaderValue, &str)> = vec![
         ("ce-type", HeaderValue::Void, "type"),

@@ -6,6 +6,9 @@ use async_trait::async_trait;
 use ferry_core::{Inbox, InboxError, MessageContext};
 use sqlx::{PgConnection, PgPool};
 
+/// How long records are kept by default: a week.
+const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 fn inbox_error(e: sqlx::Error) -> InboxError {
     InboxError(format!("PostgreSQL inbox: {e}"))
 }
@@ -59,6 +62,7 @@ fn inbox_error(e: sqlx::Error) -> InboxError {
 pub struct PgInbox {
     pool: PgPool,
     cleanup_batch: i64,
+    retention: Duration,
 }
 
 impl PgInbox {
@@ -67,7 +71,16 @@ impl PgInbox {
         Self {
             pool,
             cleanup_batch: 1000,
+            retention: DEFAULT_RETENTION,
         }
+    }
+
+    /// Sets how long records are kept by [`Inbox::remove_expired`] (default 7 days). Keep them
+    /// longer than a message can be redelivered: retries, and replays from the dead-letter
+    /// queue.
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
     }
 
     /// Records `message_id` as processed by `consumer` in the caller's transaction
@@ -151,5 +164,9 @@ impl Inbox for PgInbox {
     async fn mark_processed(&self, consumer: &str, message_id: &str) -> Result<bool, InboxError> {
         let mut conn = self.pool.acquire().await.map_err(inbox_error)?;
         self.try_insert(&mut conn, consumer, message_id).await
+    }
+
+    async fn remove_expired(&self) -> Result<u64, InboxError> {
+        self.cleanup_older_than(self.retention).await
     }
 }

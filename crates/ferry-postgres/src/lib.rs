@@ -70,15 +70,15 @@
 #![warn(missing_docs)]
 
 mod inbox;
-mod message;
 mod migrate;
 mod outbox;
 mod wakeup;
 
+pub use ferry_core::OutboxRow;
+pub use ferry_core::outbox::{OutboxOptions, RetryOutcome};
 pub use inbox::PgInbox;
-pub use message::OutboxRow;
 pub use migrate::{MIGRATIONS_TABLE, MigrateError, migrate};
-pub use outbox::{PgOutbox, PgOutboxOptions, RetryOutcome};
+pub use outbox::PgOutbox;
 
 /// The sqlx this crate is built on (use it to make the pool and transactions).
 pub use sqlx;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     RabbitMqError, RabbitMqOptions,
+    error::tls_problem,
     redact::{redact_url, scrub},
     topology,
 };
@@ -339,6 +340,7 @@ fn tls_config(options: &RabbitMqOptions) -> Result<OwnedTLSConfig, RabbitMqError
 /// One connection attempt, bounded by the connect timeout.
 pub(crate) async fn connect_once(options: &RabbitMqOptions) -> Result<Connection, RabbitMqError> {
     let uri = parse_uri(options)?;
+    let host = uri.authority.host.clone();
     let tls = tls_config(options)?;
     let url = options.redacted_url();
     let properties = ConnectionProperties::default()
@@ -351,15 +353,32 @@ pub(crate) async fn connect_once(options: &RabbitMqOptions) -> Result<Connection
     let attempt = Connection::connect_uri_with_config(uri, properties, tls, runtime);
     match tokio::time::timeout(options.connect_timeout(), attempt).await {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(RabbitMqError::Connect {
-            url,
-            reason: scrub(&e.to_string(), options.url()),
-        }),
+        Ok(Err(e)) => {
+            let reason = scrub(&error_chain(&e), options.url());
+            Err(match tls_problem(&reason, &host) {
+                Some(reason) => RabbitMqError::Tls { url, reason },
+                None => RabbitMqError::Connect { url, reason },
+            })
+        }
         Err(_) => Err(RabbitMqError::ConnectTimeout {
             url,
             timeout_ms: u64::try_from(options.connect_timeout().as_millis()).unwrap_or(u64::MAX),
         }),
     }
+}
+
+/// An error's text and its sources' (each once), `: `-separated.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = e.source();
+    }
+    text
 }
 
 async fn declare_events_exchange(

@@ -62,6 +62,11 @@ pub(crate) async fn start(
             spec.queue
         )));
     }
+    if !spec.pipeline.has_limits_set() {
+        if let Some(limits) = bus.options().consumer_limits() {
+            spec.pipeline.set_limits(limits);
+        }
+    }
     let cancel = CancellationToken::new();
     spec.pipeline.set_cancellation(cancel.clone());
     let retry_delays = distinct_delays(spec.pipeline.retry_policy());

@@ -37,6 +37,15 @@ pub enum RabbitMqError {
         /// What went wrong.
         reason: String,
     },
+    /// The TLS handshake failed: the broker's certificate was refused (not trusted, issued
+    /// for another host name, expired …) or the port does not speak TLS.
+    #[error("TLS with RabbitMQ at `{url}` failed: {reason}")]
+    Tls {
+        /// The URL, password redacted.
+        url: String,
+        /// What is wrong, and what to do about it.
+        reason: String,
+    },
     /// The connection attempt took too long.
     #[error(
         "connecting to RabbitMQ at `{url}` took longer than {timeout_ms} ms. Check that the \
@@ -118,6 +127,51 @@ impl RabbitMqError {
     }
 }
 
+/// What a TLS failure in an error's text means, in words a user can act on; `None` when the
+/// error is not about TLS. `host` is the host the URL names.
+///
+/// rustls reports certificate problems as `invalid peer certificate: …` (`UnknownIssuer`,
+/// `certificate not valid for name …`, `certificate expired …`), and a handshake with a port
+/// that does not speak TLS as a corrupt or unexpected message.
+pub(crate) fn tls_problem(text: &str, host: &str) -> Option<String> {
+    let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+    let reason = if has(&["NotValidForName", "not valid for name"]) {
+        format!(
+            "host name mismatch: the broker's certificate is not valid for `{host}`; connect with \
+             a host name the certificate names, or give the broker a certificate for `{host}`"
+        )
+    } else if has(&[
+        "UnknownIssuer",
+        "BadSignature",
+        "UnknownIssuerContext",
+        "unknown issuer",
+    ]) {
+        "the broker's certificate is not trusted (no trusted CA signed it); trust the CA that \
+         signed it with a CA file (RabbitMqOptions::with_ca_file, or FERRY_AMQP_CA_FILE)"
+            .to_owned()
+    } else if has(&["Expired", "certificate expired"]) {
+        "the broker's certificate has expired".to_owned()
+    } else if has(&["NotValidYet", "certificate not valid yet"]) {
+        "the broker's certificate is not valid yet (check the clocks)".to_owned()
+    } else if has(&["Revoked"]) {
+        "the broker's certificate was revoked".to_owned()
+    } else if has(&["invalid peer certificate"]) {
+        "the broker's certificate was refused".to_owned()
+    } else if has(&[
+        "InvalidContentType",
+        "corrupt message",
+        "InvalidMessage",
+        "peer is incompatible",
+        "HandshakeFailure",
+    ]) {
+        "the TLS handshake failed; check that the port speaks TLS (amqps://, usually 5671)"
+            .to_owned()
+    } else {
+        return None;
+    };
+    Some(format!("{reason} ({})", text.trim()))
+}
+
 /// Whether a lapin error means the connection or the channel is gone (as opposed to the
 /// broker refusing what was asked).
 pub(crate) fn is_connection_error(error: &lapin::Error) -> bool {
@@ -144,5 +198,33 @@ pub(crate) fn soft_error(error: &lapin::Error) -> Option<(AMQPSoftError, String)
             AMQPErrorKind::Hard(_) => None,
         },
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_problems_say_what_is_wrong() {
+        let untrusted = tls_problem("invalid peer certificate: UnknownIssuer", "h").unwrap();
+        assert!(
+            untrusted.starts_with("the broker's certificate is not trusted"),
+            "{untrusted}"
+        );
+        assert!(untrusted.contains("UnknownIssuer"), "{untrusted}");
+        let name = tls_problem(
+            "invalid peer certificate: certificate not valid for name \"10.0.0.1\"; certificate \
+             is only valid for DnsName(\"rabbit\")",
+            "10.0.0.1",
+        )
+        .unwrap();
+        assert!(name.starts_with("host name mismatch"), "{name}");
+        assert!(name.contains("`10.0.0.1`"), "{name}");
+        let expired = tls_problem("invalid peer certificate: Expired", "h").unwrap();
+        assert!(expired.contains("expired"), "{expired}");
+        let plain = tls_problem("received corrupt message of type InvalidContentType", "h");
+        assert!(plain.unwrap().contains("speaks TLS"));
+        assert_eq!(tls_problem("Connection refused (os error 111)", "h"), None);
     }
 }

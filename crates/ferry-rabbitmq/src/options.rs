@@ -2,6 +2,8 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
+use ferry_core::Limits;
+
 use crate::{RabbitMqError, redact::redact_url};
 
 /// The URL used when none is given: the local broker, user `guest`, vhost `/`.
@@ -107,6 +109,7 @@ pub struct RabbitMqOptions {
     topology: TopologyMode,
     dead_letter_exchange: Option<String>,
     publisher_channels: usize,
+    consumer_limits: Option<Limits>,
 }
 
 impl Default for RabbitMqOptions {
@@ -128,6 +131,7 @@ impl Default for RabbitMqOptions {
             topology: TopologyMode::Declare,
             dead_letter_exchange: None,
             publisher_channels: 2,
+            consumer_limits: None,
         }
     }
 }
@@ -250,6 +254,13 @@ impl RabbitMqOptions {
         self
     }
 
+    /// Sets the body size and header count limits of consumers that do not set their own
+    /// with `.limits(..)` (without this, [`Limits::default`]: 4 MiB, 256 headers).
+    pub fn with_consumer_limits(mut self, limits: Limits) -> Self {
+        self.consumer_limits = Some(limits);
+        self
+    }
+
     /// Sets how many confirm channels publishes are spread over (default 2, at least 1).
     pub fn with_publisher_channels(mut self, channels: usize) -> Self {
         self.publisher_channels = channels.max(1);
@@ -336,6 +347,11 @@ impl RabbitMqOptions {
         self.dead_letter_exchange.as_deref()
     }
 
+    /// The limits of consumers that do not set their own, if set.
+    pub fn consumer_limits(&self) -> Option<Limits> {
+        self.consumer_limits
+    }
+
     /// The number of confirm channels.
     pub fn publisher_channels(&self) -> usize {
         self.publisher_channels
@@ -385,6 +401,7 @@ impl fmt::Debug for RabbitMqOptions {
             .field("topology", &self.topology)
             .field("dead_letter_exchange", &self.dead_letter_exchange)
             .field("publisher_channels", &self.publisher_channels)
+            .field("consumer_limits", &self.consumer_limits)
             .finish()
     }
 }

@@ -3,26 +3,51 @@
 
 /// The URL with the password (if any) replaced by `***`; everything else is kept.
 ///
+/// A password that holds `/`, `?` or `#` without percent-encoding them (an invalid URL, but a
+/// common mistake) is hidden too: when the authority has no `@`, everything up to the last
+/// `@` of the URL is taken for the user and password.
+///
 /// ```
 /// use ferry_rabbitmq::redact_url;
 /// assert_eq!(redact_url("amqp://app:s3cret@rabbit:5672/%2f"), "amqp://app:***@rabbit:5672/%2f");
+/// assert_eq!(redact_url("amqp://app:s3/cr#et@rabbit/%2f"), "amqp://app:***@rabbit/%2f");
 /// assert_eq!(redact_url("amqp://rabbit/%2f"), "amqp://rabbit/%2f");
 /// ```
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => (&url[..i + 3], &url[i + 3..]),
-        None => ("", url),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let (userinfo, host) = authority.split_at(at);
-    match userinfo.find(':') {
-        Some(colon) => format!("{scheme}{}:***{host}{tail}", &userinfo[..colon]),
+    match split_userinfo(url) {
+        Some(parts) => format!(
+            "{}{}:***{}",
+            &url[..parts.user_start],
+            &url[parts.user_start..parts.colon],
+            &url[parts.at..]
+        ),
         None => url.to_owned(),
     }
+}
+
+/// Where the user and password of a URL are: `url[user_start..colon]` is the user,
+/// `url[colon + 1..at]` the password, `url[at..]` starts with the `@`.
+struct Userinfo {
+    user_start: usize,
+    colon: usize,
+    at: usize,
+}
+
+fn split_userinfo(url: &str) -> Option<Userinfo> {
+    let user_start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[user_start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    // The `@` ending the user and password: the last in the authority, else (a password
+    // with an unencoded `/`, `?` or `#`) the last in the URL.
+    let at = rest[..authority_end]
+        .rfind('@')
+        .or_else(|| rest.rfind('@'))?;
+    let colon = rest[..at].find(':')?;
+    Some(Userinfo {
+        user_start,
+        colon: user_start + colon,
+        at: user_start + at,
+    })
 }
 
 /// Replaces every occurrence of the URL's password (raw and percent-decoded) in `text` with
@@ -38,14 +63,10 @@ pub(crate) fn scrub(text: &str, url: &str) -> String {
 }
 
 fn password_forms(url: &str) -> Vec<String> {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+    let Some(parts) = split_userinfo(url) else {
         return Vec::new();
     };
-    let Some((_, password)) = userinfo.split_once(':') else {
-        return Vec::new();
-    };
+    let password = &url[parts.colon + 1..parts.at];
     let mut forms = vec![password.to_owned()];
     if let Ok(decoded) = percent_decode(password) {
         if decoded != password {
@@ -92,6 +113,27 @@ mod tests {
         // An `@` in the password (unencoded) still hides all of it.
         assert_eq!(redact_url("amqp://u:a@b@h/x"), "amqp://u:***@h/x");
         assert_eq!(redact_url(""), "");
+    }
+
+    #[test]
+    fn unencoded_delimiters_in_the_password_still_hide_it() {
+        // Invalid URLs, but the password must not show in the error that says so.
+        for (url, redacted) in [
+            ("amqp://u:pa/ss@h/%2f", "amqp://u:***@h/%2f"),
+            ("amqp://u:pa?ss@h:5672/v", "amqp://u:***@h:5672/v"),
+            ("amqp://u:pa#ss@h", "amqp://u:***@h"),
+            ("amqp://u:a/b@c@h/x", "amqp://u:***@h/x"),
+            (
+                "postgres://postgres:p/w@127.0.0.1:5432/db",
+                "postgres://postgres:***@127.0.0.1:5432/db",
+            ),
+        ] {
+            assert_eq!(redact_url(url), redacted, "{url}");
+        }
+        assert_eq!(
+            scrub("bad port in u:pa/ss@h", "amqp://u:pa/ss@h/%2f"),
+            "bad port in u:***@h"
+        );
     }
 
     #[test]

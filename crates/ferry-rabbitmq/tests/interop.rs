@@ -2,7 +2,9 @@
 //! `tests/interop/requirements.txt`) reads an event ferry published with
 //! `cloudevents.core.bindings.rabbitmq.from_binary`, and publishes events made with
 //! `rabbitmq.to_binary` and `amqp.to_binary` that a ferry consumer handles. Every attribute
-//! must agree on both sides.
+//! must agree on both sides. It also sends a poison corpus encoded by pika (its own header
+//! types), each message followed by a valid event: every poison message is dead-lettered with
+//! its fault kind and every valid one handled.
 //!
 //! The peer runs in the virtual environment `.venv` at the workspace root, which `.ci/run`
 //! creates. Without it this test fails and says how to create it.
@@ -232,5 +234,82 @@ async fn ferry_handles_what_the_cloudevents_sdk_publishes_with_both_bindings() {
         panic!("dead-lettered: {}", d.fault);
     }
     consumer.shutdown().await;
+    dl_handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn poison_from_pika_is_dead_lettered_with_its_kind_and_valid_traffic_goes_on() {
+    let python = python();
+    let env = Env::new("interop-poison").await;
+    let (dlx, dl_handle, mut dead) = env.dead_letters().await;
+    let queue = env.queue("interop-poison");
+    let (tx, mut handled) = mpsc::unbounded_channel();
+    let consumer = env
+        .bus
+        .consumer(queue.clone())
+        .bind("orders.#")
+        .prefetch(20)
+        .concurrency(4)
+        .dead_letter(dlx)
+        .limits(ferry_core::Limits::default().with_max_body_bytes(64 * 1024))
+        .handle::<OrderCreated>(forwarding(tx))
+        .start()
+        .await
+        .unwrap();
+
+    let output = Command::new(&python)
+        .arg(peer())
+        .args(["poison", "--url", &pika_url(), "--exchange", &env.exchange])
+        .args(["--type", "orders.order.created"])
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("run the Python peer");
+    assert!(
+        output.status.success(),
+        "the peer failed: {}",
+        output.status
+    );
+    let cases: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let cases = cases.as_array().unwrap();
+    let mut expected_handled: Vec<String> =
+        (0..cases.len()).map(|i| format!("py-valid-{i}")).collect();
+    let mut expected_dead = std::collections::BTreeMap::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap().to_owned();
+        let expect = case["expect"].as_str().unwrap();
+        match expect.strip_prefix("handled:") {
+            Some(order_id) => expected_handled.push(order_id.to_owned()),
+            None => {
+                expected_dead.insert(name, expect.to_owned());
+            }
+        }
+    }
+    expected_handled.sort();
+
+    let got = recv_n(
+        &mut handled,
+        expected_handled.len(),
+        Duration::from_secs(30),
+    )
+    .await;
+    let mut got: Vec<String> = got.into_iter().map(|(e, _)| e.order_id).collect();
+    got.sort();
+    assert_eq!(got, expected_handled);
+    let dead_letters = recv_n(&mut dead, expected_dead.len(), Duration::from_secs(30)).await;
+    let got: std::collections::BTreeMap<String, String> = dead_letters
+        .iter()
+        .map(|d| {
+            let name = d.message.header_str("test-case").unwrap_or("?").to_owned();
+            assert_eq!(d.fault.attempts, 1, "{name}: poison is never retried");
+            (name, d.fault.kind.as_str().to_owned())
+        })
+        .collect();
+    assert_eq!(got, expected_dead);
+    if let Ok(Some(d)) = tokio::time::timeout(Duration::from_millis(300), dead.recv()).await {
+        panic!("dead-lettered twice: {}", d.fault);
+    }
+    consumer.shutdown().await;
+    assert_eq!(env.bus.queue_counts(&queue).await.unwrap(), (0, 0));
     dl_handle.shutdown().await;
 }

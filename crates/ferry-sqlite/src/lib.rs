@@ -71,17 +71,17 @@
 #![warn(missing_docs)]
 
 mod inbox;
-mod message;
 mod migrate;
 mod outbox;
 mod wakeup;
 
 use std::{str::FromStr, time::Duration};
 
+pub use ferry_core::OutboxRow;
+pub use ferry_core::outbox::{OutboxOptions, RetryOutcome};
 pub use inbox::SqliteInbox;
-pub use message::OutboxRow;
 pub use migrate::{MIGRATIONS_TABLE, MigrateError, migrate};
-pub use outbox::{RetryOutcome, SqliteOutbox, SqliteOutboxOptions};
+pub use outbox::SqliteOutbox;
 
 /// The sqlx this crate is built on (use it to make the pool and transactions).
 pub use sqlx;

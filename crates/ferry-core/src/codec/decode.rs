@@ -209,6 +209,11 @@ impl<'a> CeHeaders<'a> {
         found
     }
 
+    /// Whether any CloudEvents header (any prefix, any attribute) is present.
+    fn is_cloudevent(&self) -> bool {
+        !self.owned.is_empty() || !self.extensions.is_empty()
+    }
+
     fn get(&self, attribute: &str) -> Option<&'a HeaderValue> {
         self.owned.get(attribute).map(|(_, value)| *value)
     }
@@ -238,8 +243,17 @@ fn keep_best<'a, K: Ord>(
 /// Binary content mode and plain messages: attributes from headers, properties as fallback.
 fn binary(message: &WireMessage) -> Result<Decoded, DecodeError> {
     let ce = CeHeaders::collect(&message.headers);
-    if let Some(version) = ce.text(SPECVERSION)? {
-        attributes::check_spec_version(&version)?;
+    match ce.text(SPECVERSION)? {
+        Some(version) => attributes::check_spec_version(&version)?,
+        // CloudEvents headers make it a binary-mode event, and those must name their version;
+        // a plain message carries none at all.
+        None if ce.is_cloudevent() => {
+            return Err(decode_fault(
+                "the message has CloudEvents headers but no `specversion`; a binary-mode event \
+                 needs `ce-specversion: 1.0` (a plain message carries no `ce-` headers at all)",
+            ));
+        }
+        None => {}
     }
     let mut extensions = plain_extensions(&message.headers);
     for (name, (_, value)) in &ce.extensions {

@@ -41,7 +41,8 @@
 //! - binary mode with the prefixes `ce-`, `cloudEvents_` and `cloudEvents:` (matched in any
 //!   ASCII case; when one attribute comes under several, `ce-` wins, then `cloudEvents_`);
 //!   values as strings, UTF-8 byte arrays or integers; `time` also as an AMQP timestamp
-//!   (seconds) or an integer of milliseconds; `eventversion` also as an integer;
+//!   (seconds) or an integer of milliseconds; `eventversion` also as an integer; a message
+//!   with any CloudEvents header must carry `specversion` (`1.0`);
 //! - structured mode (`content_type = application/cloudevents+json`): the whole event as a JSON
 //!   object, with `data` (JSON) or `data_base64`, and `specversion` required (CloudEvents
 //!   headers are then ignored; plain headers still become extensions, the body's win);
@@ -54,7 +55,7 @@
 //! JSON value in UTF-8 (a byte-order mark is dropped), and `content_encoding`, when set,
 //! `identity` or `utf-8`. Failures are [`DecodeError`]s with the fault kind they dead-letter
 //! with: [`FaultKind::MissingId`] for a missing or empty id, [`FaultKind::Decode`] for the rest
-//! (no type, `specversion` other than `1.0`, `eventversion` not a positive integer, a bad time,
+//! (no type, `specversion` missing or other than `1.0`, `eventversion` not a positive integer, a bad time,
 //! a non-JSON content type or body …).
 //!
 //! ```

@@ -6,17 +6,10 @@ use chrono::{DateTime, Utc};
 use ferry_core::{OutboxError, OutboxStatus};
 use sqlx::{Row, postgres::PgRow};
 
-use super::PgOutbox;
-use crate::{OutboxRow, db_error, message::parse_status};
+use ferry_core::outbox::RetryOutcome;
 
-/// What [`PgOutbox::retry`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryOutcome {
-    /// The row is pending again, its attempts reset and due now.
-    Retried,
-    /// The row was already published: nothing to retry.
-    AlreadyPublished,
-}
+use super::PgOutbox;
+use crate::{OutboxRow, db_error};
 
 const ROW_COLUMNS: &str = "id, seq, status, attempts, last_error, event_type, exchange, \
     routing_key, partition_key, created_at, next_attempt_at, published_at, locked_until, \
@@ -28,7 +21,7 @@ fn to_row(row: &PgRow) -> Result<OutboxRow, OutboxError> {
     Ok(OutboxRow {
         id: row.try_get("id").map_err(db_error)?,
         seq: row.try_get("seq").map_err(db_error)?,
-        status: parse_status(&status)?,
+        status: status.parse()?,
         attempts: u32::try_from(attempts).unwrap_or(0),
         last_error: row.try_get("last_error").map_err(db_error)?,
         event_type: row

@@ -5,42 +5,14 @@ mod store;
 
 use std::{sync::Arc, time::Duration};
 
-use ferry_core::{IntegrationEvent, OutboxError, OutgoingMessage, PublishOptions};
+use ferry_core::{
+    IntegrationEvent, OutboxError, OutboxRecord, OutgoingMessage, PublishOptions,
+    outbox::OutboxOptions,
+};
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
-pub use admin::RetryOutcome;
-
-use crate::{db_error, message::EncodedRow, wakeup::Wakeup};
-
-/// How the outbox treats failed rows and old ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PgOutboxOptions {
-    /// Failed publishes after which a row becomes `dead` (default 10).
-    pub max_attempts: u32,
-    /// The pause after the first failed publish of a row (default 1 s); it doubles with
-    /// each further failure, up to `max_backoff`.
-    pub base_backoff: Duration,
-    /// The longest pause between two attempts of a row (default 5 min).
-    pub max_backoff: Duration,
-    /// How long published rows are kept before [`PgOutbox::cleanup`] deletes them
-    /// (default 7 days).
-    pub retention: Duration,
-    /// Rows deleted per statement by [`PgOutbox::cleanup`] (default 1,000).
-    pub cleanup_batch: u32,
-}
-
-impl Default for PgOutboxOptions {
-    fn default() -> Self {
-        Self {
-            max_attempts: 10,
-            base_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(300),
-            retention: Duration::from_secs(7 * 24 * 3600),
-            cleanup_batch: 1000,
-        }
-    }
-}
+use crate::{db_error, wakeup::Wakeup};
 
 /// Stops the listener task when the last clone of the outbox is dropped.
 #[derive(Debug)]
@@ -83,7 +55,7 @@ impl Drop for Shared {
 #[derive(Debug, Clone)]
 pub struct PgOutbox {
     pool: PgPool,
-    options: PgOutboxOptions,
+    options: OutboxOptions,
     source: Option<Arc<str>>,
     relay_id: Arc<str>,
     shared: Arc<Shared>,
@@ -94,7 +66,7 @@ impl PgOutbox {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            options: PgOutboxOptions::default(),
+            options: OutboxOptions::default(),
             source: None,
             relay_id: uuid_like().into(),
             shared: Arc::new(Shared {
@@ -105,7 +77,7 @@ impl PgOutbox {
     }
 
     /// Sets the options.
-    pub fn with_options(mut self, options: PgOutboxOptions) -> Self {
+    pub fn with_options(mut self, options: OutboxOptions) -> Self {
         self.options = options;
         self
     }
@@ -136,7 +108,7 @@ impl PgOutbox {
     }
 
     /// The options.
-    pub fn options(&self) -> &PgOutboxOptions {
+    pub fn options(&self) -> &OutboxOptions {
         &self.options
     }
 
@@ -173,7 +145,7 @@ impl PgOutbox {
         event: &E,
         options: PublishOptions,
     ) -> Result<String, OutboxError> {
-        let row = EncodedRow::from_event(event, options, self.source.as_deref())?;
+        let row = OutboxRecord::from_event(event, options, self.source.as_deref())?;
         insert(conn, row).await
     }
 
@@ -185,7 +157,7 @@ impl PgOutbox {
         message: OutgoingMessage,
         partition_key: Option<String>,
     ) -> Result<String, OutboxError> {
-        let row = EncodedRow::from_message(message, partition_key)?;
+        let row = OutboxRecord::from_message(message, partition_key)?;
         insert(conn, row).await
     }
 
@@ -201,7 +173,7 @@ impl PgOutbox {
     }
 }
 
-async fn insert(conn: &mut PgConnection, row: EncodedRow) -> Result<String, OutboxError> {
+async fn insert(conn: &mut PgConnection, row: OutboxRecord) -> Result<String, OutboxError> {
     let result = sqlx::query(
         "INSERT INTO ferry_outbox \
          (id, event_type, exchange, routing_key, properties, headers, body, partition_key) \

@@ -9,10 +9,7 @@ use ferry_core::{OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxS
 use sqlx::Row;
 
 use super::PgOutbox;
-use crate::{db_error, message::decode_message};
-
-/// The longest `last_error` kept, in bytes.
-const MAX_ERROR_BYTES: usize = 4096;
+use crate::db_error;
 
 // The relay's own bookkeeping (claims, marks) commits with `synchronous_commit = off`, set
 // for that statement's transaction only: it does not wait for the WAL flush. A database crash
@@ -90,17 +87,6 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn truncate(error: &str) -> String {
-    if error.len() <= MAX_ERROR_BYTES {
-        return error.to_owned();
-    }
-    let mut end = MAX_ERROR_BYTES;
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
-    error[..end].to_owned()
-}
-
 #[async_trait]
 impl OutboxStore for PgOutbox {
     async fn claim(
@@ -121,7 +107,7 @@ impl OutboxStore for PgOutbox {
         for row in rows {
             let seq: i64 = row.try_get("seq").map_err(db_error)?;
             let id: String = row.try_get("id").map_err(db_error)?;
-            let message = decode_message(
+            let message = ferry_core::outbox::decode_message(
                 &id,
                 row.try_get("exchange").map_err(db_error)?,
                 row.try_get("routing_key").map_err(db_error)?,
@@ -167,7 +153,10 @@ impl OutboxStore for PgOutbox {
             return Ok(());
         }
         let ids: Vec<&str> = failures.iter().map(|f| f.id.as_str()).collect();
-        let errors: Vec<String> = failures.iter().map(|f| truncate(&f.error)).collect();
+        let errors: Vec<String> = failures
+            .iter()
+            .map(|f| ferry_core::outbox::stored_error(&f.error))
+            .collect();
         let options = self.options();
         let max_attempts = i32::try_from(options.max_attempts.max(1)).unwrap_or(i32::MAX);
         let marked: Vec<(String, String)> = sqlx::query_as(MARK_FAILED)
@@ -185,12 +174,7 @@ impl OutboxStore for PgOutbox {
             .filter(|(_, status)| status == "dead")
             .map(|(id, _)| id)
             .collect();
-        for id in &dead {
-            tracing::error!(id = %id, max_attempts, "outbox row is dead after its last attempt; `ferry outbox retry --id` brings it back");
-        }
-        if !dead.is_empty() {
-            metrics::counter!("ferry_outbox_dead_total").increment(dead.len() as u64);
-        }
+        ferry_core::outbox::report_dead(&dead, max_attempts as u32);
         Ok(())
     }
 
@@ -210,6 +194,10 @@ impl OutboxStore for PgOutbox {
     async fn wait_for_rows(&self, timeout: Duration) {
         self.listen();
         self.wakeup().wait(timeout).await;
+    }
+
+    async fn remove_expired(&self) -> Result<u64, OutboxError> {
+        self.cleanup().await
     }
 
     async fn stats(&self) -> Result<OutboxStats, OutboxError> {

@@ -9,6 +9,12 @@
         cloudevents.core.bindings.rabbitmq.to_binary, one with
         cloudevents.core.bindings.amqp.to_binary; prints what it sent as JSON.
 
+    peer.py poison --url URL --exchange X --type T
+        Publishes a poison corpus with pika's own header encoding (ints, decimals, booleans,
+        dicts, lists, bytes, None, datetimes), each message followed by a valid event of type
+        T; prints the cases as JSON: [{"name", "expect"}], where "expect" is the fault kind
+        the message must be dead-lettered with, or "handled:<orderId>".
+
 Standard output carries only the JSON; errors go to standard error with exit status 1.
 """
 
@@ -18,6 +24,7 @@ import sys
 import time
 import uuid
 from datetime import datetime, timezone
+from decimal import Decimal
 
 import pika
 from cloudevents.core.bindings import amqp, rabbitmq
@@ -150,6 +157,105 @@ def write(args):
     connection.close()
 
 
+def poison(args):
+    connection = pika.BlockingConnection(pika.URLParameters(args.url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+
+    def binary(order_id, body=None, **headers):
+        base = {
+            "ce-specversion": "1.0",
+            "ce-id": order_id,
+            "ce-type": args.type,
+            "ce-source": "/python/poison",
+            "ce-time": "2024-05-01T12:00:00Z",
+        }
+        for name, value in headers.items():
+            name = "ce-" + name
+            if value is DROP:
+                base.pop(name, None)
+            else:
+                base[name] = value
+        if body is None:
+            body = json.dumps({"orderId": order_id, "totalAmount": 1.5}).encode()
+        return base, "application/json", body
+
+    def structured(event):
+        return {}, "application/cloudevents+json", json.dumps(event).encode()
+
+    event = {
+        "specversion": "1.0",
+        "id": "py-s",
+        "type": args.type,
+        "source": "/python/poison",
+        "data": {"orderId": "py-a-3", "totalAmount": 1},
+    }
+    cases = [
+        ("malformed-json", binary("py-1", b'{"orderId": "py-1", oops'), "decode"),
+        ("truncated-body", binary("py-2", b'{"orderId": "py-2", "tot'), "decode"),
+        ("invalid-utf8", binary("py-3", b'{"orderId": "\xff\xfe"}'), "decode"),
+        ("empty-body", binary("py-4", b""), "decode"),
+        ("huge-body", binary("py-5", b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}'), "too-large"),
+        ("ce-time-as-a-dict", binary("py-6", time={"seconds": 1}), "decode"),
+        ("ce-time-as-a-bool", binary("py-7", time=True), "decode"),
+        ("ce-time-as-a-decimal", binary("py-8", time=Decimal("1.5")), "decode"),
+        ("ce-type-as-a-list", binary("py-9", type=[args.type]), "decode"),
+        ("ce-id-as-bytes-not-utf8", binary("py-10", id=b"\xff\x00"), "decode"),
+        ("ce-id-none", binary("py-11", id=None), "missing-id"),
+        ("ce-id-missing", binary("py-12", id=DROP), "missing-id"),
+        ("ce-specversion-missing", binary("py-13", specversion=DROP), "decode"),
+        ("ce-specversion-0.3", binary("py-14", specversion="0.3"), "decode"),
+        ("future-eventversion", binary("py-15", eventversion="2"), "unsupported-version"),
+        ("future-eventversion-int", binary("py-16", eventversion=9), "unsupported-version"),
+        ("unknown-type", binary("py-17", type="orders.order.shipped"), "unknown-type"),
+        ("structured-specversion-0.3", structured({**event, "specversion": "0.3"}), "decode"),
+        (
+            "structured-specversion-missing",
+            structured({k: v for k, v in event.items() if k != "specversion"}),
+            "decode",
+        ),
+        ("structured-not-an-object", structured([event]), "decode"),
+        # Odd but valid: integers stand for strings, datetimes are AMQP timestamps.
+        ("ce-id-as-an-int", binary("py-a-1", id=424242), "handled:py-a-1"),
+        (
+            "ce-time-as-a-datetime",
+            binary("py-a-2", time=datetime(2024, 5, 1, 12, tzinfo=timezone.utc)),
+            "handled:py-a-2",
+        ),
+        ("structured-mode", structured(event), "handled:py-a-3"),
+    ]
+    out = []
+    for i, (name, (headers, content_type, body), expect) in enumerate(cases):
+        headers = dict(headers, **{"test-case": name})
+        channel.basic_publish(
+            exchange=args.exchange,
+            routing_key=args.type,
+            body=body,
+            properties=pika.BasicProperties(
+                headers=headers, content_type=content_type, delivery_mode=2
+            ),
+            mandatory=True,
+        )
+        valid_headers, _, valid_body = binary(f"py-valid-{i}")
+        channel.basic_publish(
+            exchange=args.exchange,
+            routing_key=args.type,
+            body=valid_body,
+            properties=pika.BasicProperties(
+                headers=dict(valid_headers, **{"test-case": "valid"}),
+                content_type="application/json",
+                delivery_mode=2,
+            ),
+            mandatory=True,
+        )
+        out.append({"name": name, "expect": expect})
+    print(json.dumps(out), flush=True)
+    connection.close()
+
+
+DROP = object()
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,12 +268,18 @@ def main():
     w.add_argument("--url", required=True)
     w.add_argument("--exchange", required=True)
     w.add_argument("--type", required=True)
+    p = sub.add_parser("poison")
+    p.add_argument("--url", required=True)
+    p.add_argument("--exchange", required=True)
+    p.add_argument("--type", required=True)
     args = parser.parse_args()
     try:
         if args.command == "read":
             read(args)
-        else:
+        elif args.command == "write":
             write(args)
+        else:
+            poison(args)
     except SystemExit:
         raise
     except Exception as e:  # one line on stderr, exit 1

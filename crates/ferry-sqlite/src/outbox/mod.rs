@@ -5,41 +5,13 @@ mod store;
 
 use std::{sync::Arc, time::Duration};
 
-use ferry_core::{IntegrationEvent, OutboxError, OutgoingMessage, PublishOptions};
+use ferry_core::{
+    IntegrationEvent, OutboxError, OutboxRecord, OutgoingMessage, PublishOptions,
+    outbox::OutboxOptions,
+};
 use sqlx::{SqliteConnection, SqlitePool};
 
-pub use admin::RetryOutcome;
-
-use crate::{db_error, message::EncodedRow, now_ms, wakeup::Wakeup};
-
-/// How the outbox treats failed rows and old ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SqliteOutboxOptions {
-    /// Failed publishes after which a row becomes `dead` (default 10).
-    pub max_attempts: u32,
-    /// The pause after the first failed publish of a row (default 1 s); it doubles with
-    /// each further failure, up to `max_backoff`.
-    pub base_backoff: Duration,
-    /// The longest pause between two attempts of a row (default 5 min).
-    pub max_backoff: Duration,
-    /// How long published rows are kept before [`SqliteOutbox::cleanup`] deletes them
-    /// (default 7 days).
-    pub retention: Duration,
-    /// Rows deleted per statement by [`SqliteOutbox::cleanup`] (default 1,000).
-    pub cleanup_batch: u32,
-}
-
-impl Default for SqliteOutboxOptions {
-    fn default() -> Self {
-        Self {
-            max_attempts: 10,
-            base_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(300),
-            retention: Duration::from_secs(7 * 24 * 3600),
-            cleanup_batch: 1000,
-        }
-    }
-}
+use crate::{db_error, now_ms, wakeup::Wakeup};
 
 /// The SQLite transactional outbox: add events in your transaction; run
 /// [`ferry_core::OutboxRelay`] on it to publish them.
@@ -69,7 +41,7 @@ impl Default for SqliteOutboxOptions {
 #[derive(Debug, Clone)]
 pub struct SqliteOutbox {
     pool: SqlitePool,
-    options: SqliteOutboxOptions,
+    options: OutboxOptions,
     source: Option<Arc<str>>,
     relay_id: Arc<str>,
     wakeup: Arc<Wakeup>,
@@ -81,7 +53,7 @@ impl SqliteOutbox {
         let wakeup = Wakeup::for_pool(&pool);
         Self {
             pool,
-            options: SqliteOutboxOptions::default(),
+            options: OutboxOptions::default(),
             source: None,
             relay_id: ferry_core::envelope::new_id().into(),
             wakeup,
@@ -89,7 +61,7 @@ impl SqliteOutbox {
     }
 
     /// Sets the options.
-    pub fn with_options(mut self, options: SqliteOutboxOptions) -> Self {
+    pub fn with_options(mut self, options: OutboxOptions) -> Self {
         self.options = options;
         self
     }
@@ -120,7 +92,7 @@ impl SqliteOutbox {
     }
 
     /// The options.
-    pub fn options(&self) -> &SqliteOutboxOptions {
+    pub fn options(&self) -> &OutboxOptions {
         &self.options
     }
 
@@ -157,7 +129,7 @@ impl SqliteOutbox {
         event: &E,
         options: PublishOptions,
     ) -> Result<String, OutboxError> {
-        let row = EncodedRow::from_event(event, options, self.source.as_deref())?;
+        let row = OutboxRecord::from_event(event, options, self.source.as_deref())?;
         self.insert(conn, row).await
     }
 
@@ -169,7 +141,7 @@ impl SqliteOutbox {
         message: OutgoingMessage,
         partition_key: Option<String>,
     ) -> Result<String, OutboxError> {
-        let row = EncodedRow::from_message(message, partition_key)?;
+        let row = OutboxRecord::from_message(message, partition_key)?;
         self.insert(conn, row).await
     }
 
@@ -181,7 +153,7 @@ impl SqliteOutbox {
     async fn insert(
         &self,
         conn: &mut SqliteConnection,
-        row: EncodedRow,
+        row: OutboxRecord,
     ) -> Result<String, OutboxError> {
         let now = now_ms();
         // Writers are serialized, so max + 1 is taken by one transaction at a time.

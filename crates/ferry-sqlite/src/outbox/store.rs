@@ -8,10 +8,7 @@ use ferry_core::{OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxS
 use sqlx::Row;
 
 use super::SqliteOutbox;
-use crate::{db_error, from_ms, message::decode_message, now_ms};
-
-/// The longest `last_error` kept, in bytes.
-const MAX_ERROR_BYTES: usize = 4096;
+use crate::{db_error, from_ms, now_ms};
 
 /// Claims due rows in order and leases them. A row with a partition key is taken only if no
 /// earlier pending row of its partition is leased or waiting for its next attempt (SQLite has
@@ -71,17 +68,6 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-fn truncate(error: &str) -> String {
-    if error.len() <= MAX_ERROR_BYTES {
-        return error.to_owned();
-    }
-    let mut end = MAX_ERROR_BYTES;
-    while !error.is_char_boundary(end) {
-        end -= 1;
-    }
-    error[..end].to_owned()
-}
-
 fn json_ids(ids: &[String]) -> Result<String, OutboxError> {
     serde_json::to_string(ids).map_err(|e| OutboxError::Database(e.to_string()))
 }
@@ -114,7 +100,7 @@ impl OutboxStore for SqliteOutbox {
             let id: String = row.try_get("id").map_err(db_error)?;
             let properties: String = row.try_get("properties").map_err(db_error)?;
             let headers: String = row.try_get("headers").map_err(db_error)?;
-            let message = decode_message(
+            let message = ferry_core::outbox::decode_message(
                 &id,
                 row.try_get("exchange").map_err(db_error)?,
                 row.try_get("routing_key").map_err(db_error)?,
@@ -172,7 +158,7 @@ impl OutboxStore for SqliteOutbox {
         for failure in failures {
             let status: Option<String> = sqlx::query_scalar(MARK_FAILED)
                 .bind(&failure.id)
-                .bind(truncate(&failure.error))
+                .bind(ferry_core::outbox::stored_error(&failure.error))
                 .bind(max_attempts)
                 .bind(now)
                 .bind(millis(options.base_backoff))
@@ -186,12 +172,7 @@ impl OutboxStore for SqliteOutbox {
             }
         }
         tx.commit().await.map_err(db_error)?;
-        for id in &dead {
-            tracing::error!(id = %id, max_attempts, "outbox row is dead after its last attempt; `ferry outbox retry --id` brings it back");
-        }
-        if !dead.is_empty() {
-            metrics::counter!("ferry_outbox_dead_total").increment(dead.len() as u64);
-        }
+        ferry_core::outbox::report_dead(&dead, max_attempts as u32);
         Ok(())
     }
 
@@ -210,6 +191,10 @@ impl OutboxStore for SqliteOutbox {
 
     async fn wait_for_rows(&self, timeout: Duration) {
         self.wakeup.wait(timeout).await;
+    }
+
+    async fn remove_expired(&self) -> Result<u64, OutboxError> {
+        self.cleanup().await
     }
 
     async fn stats(&self) -> Result<OutboxStats, OutboxError> {

@@ -1,6 +1,7 @@
-//! Test support: a migrated throw-away database, an event type, and a publisher that records
+//! The store suite's support: an event type, and a publisher that records
 //! what it is given (and fails on demand).
-#![allow(dead_code)]
+// `&mut *tx` is sqlx's idiom for the transaction's connection, as the docs show it.
+#![allow(dead_code, clippy::explicit_auto_deref)]
 
 use std::{
     collections::HashSet,
@@ -17,52 +18,10 @@ use ferry_core::{
     CancellationToken, IntegrationEvent, OutboxRelay, OutboxStore, OutgoingMessage, PublishError,
     Publisher, RelayOptions,
 };
-use ferry_postgres::{
-    PgOutbox,
-    sqlx::{PgPool, postgres::PgPoolOptions},
-};
-use ferry_testkit::pg::TempDatabase;
+
+use crate::backend::*;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
-
-/// A migrated database of its own.
-pub struct TestDb {
-    pub pool: PgPool,
-    db: TempDatabase,
-}
-
-impl TestDb {
-    pub async fn new() -> TestDb {
-        ferry_testkit::init_tracing();
-        let db = TempDatabase::create().await.unwrap();
-        let pool = PgPoolOptions::new()
-            .max_connections(12)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(db.url())
-            .await
-            .unwrap();
-        ferry_postgres::migrate(&pool).await.unwrap();
-        TestDb { pool, db }
-    }
-
-    pub fn url(&self) -> &str {
-        self.db.url()
-    }
-
-    /// Another pool on the same database (a second "process").
-    pub async fn other_pool(&self, max: u32) -> PgPool {
-        PgPoolOptions::new()
-            .max_connections(max)
-            .connect(self.db.url())
-            .await
-            .unwrap()
-    }
-
-    pub async fn close(self) {
-        self.pool.close().await;
-        self.db.drop_db().await.unwrap();
-    }
-}
 
 /// The event the tests add.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,8 +49,8 @@ pub fn n_of(message: &OutgoingMessage) -> u64 {
 
 /// Adds `count` events, `per_tx` to a transaction; returns their ids in order.
 pub async fn add_many(
-    pool: &PgPool,
-    outbox: &PgOutbox,
+    pool: &Pool,
+    outbox: &Outbox,
     count: u64,
     per_tx: u64,
     partition: impl Fn(u64) -> Option<String>,
@@ -99,7 +58,7 @@ pub async fn add_many(
     let mut ids = Vec::with_capacity(count as usize);
     let mut n = 0;
     while n < count {
-        let mut tx = pool.begin().await.unwrap();
+        let mut tx = begin(pool).await.unwrap();
         for _ in 0..per_tx.min(count - n) {
             let partition_key = partition(n);
             let event = ItemAdded {
@@ -204,6 +163,7 @@ pub fn fast_relay() -> RelayOptions {
         min_backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(200),
         stats_interval: Duration::from_secs(5),
+        ..RelayOptions::default()
     }
 }
 
@@ -251,8 +211,8 @@ where
 }
 
 /// The status and attempts of a row.
-pub async fn status_of(pool: &PgPool, id: &str) -> (String, i32) {
-    ferry_postgres::sqlx::query_as("SELECT status, attempts FROM ferry_outbox WHERE id = $1")
+pub async fn status_of(pool: &Pool, id: &str) -> (String, i32) {
+    sqlx::query_as("SELECT status, attempts FROM ferry_outbox WHERE id = $1")
         .bind(id)
         .fetch_one(pool)
         .await

@@ -1,27 +1,58 @@
-//! How a message is stored in a row: routing key and exchange as columns, properties and
-//! headers as JSON, the body as bytes. Encoded once, when the event is added.
+//! How an outbox row holds a message, for stores on any database: routing key and exchange as
+//! columns, properties and headers as JSON, the body as bytes, encoded once when the event is
+//! added; and the row as an operator sees it.
+
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
-use ferry_core::{
-    Headers, IntegrationEvent, OutboxError, OutboxStatus, OutgoingMessage, Properties,
-    PublishOptions, WireMessage, codec,
-};
 use serde::Serialize;
 
-/// An event encoded for the outbox: the row's columns.
-pub(crate) struct EncodedRow {
+use super::{OutboxError, OutboxStatus};
+use crate::{
+    Headers, IntegrationEvent, OutgoingMessage, Properties, PublishOptions, WireMessage, codec,
+};
+
+/// An event encoded for the outbox: the columns a store inserts.
+///
+/// ```
+/// use ferry_core::{IntegrationEvent, PublishOptions, outbox::OutboxRecord};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, IntegrationEvent)]
+/// #[event(name = "orders.order.created", version = 1)]
+/// struct OrderCreated {
+///     order_id: u64,
+/// }
+///
+/// let record = OutboxRecord::from_event(&OrderCreated { order_id: 7 }, PublishOptions::default(), None)?;
+/// assert_eq!(record.routing_key, "orders.order.created");
+/// assert_eq!(record.event_type, "orders.order.created");
+/// let message = record.message()?;
+/// assert_eq!(message.id(), record.id);
+/// # Ok::<(), ferry_core::OutboxError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRecord {
+    /// The event id (the row's key).
     pub id: String,
+    /// The event type.
     pub event_type: String,
+    /// The exchange (`None`: the publisher's).
     pub exchange: Option<String>,
+    /// The routing key.
     pub routing_key: String,
+    /// The message properties, as JSON.
     pub properties: serde_json::Value,
+    /// The message headers, as JSON.
     pub headers: serde_json::Value,
+    /// The body, exactly as it will be sent.
     pub body: Vec<u8>,
+    /// The partition key, if any.
     pub partition_key: Option<String>,
 }
 
-impl EncodedRow {
-    /// Encodes `event` as `options` describe it.
+impl OutboxRecord {
+    /// Encodes `event` as `options` describe it; `default_source` is the store's source for
+    /// events that name none.
     pub fn from_event<E: IntegrationEvent>(
         event: &E,
         options: PublishOptions,
@@ -34,12 +65,12 @@ impl EncodedRow {
         let mut outgoing = OutgoingMessage::new(routing_key, message);
         // The row's key is the envelope's id, whatever the codec wrote.
         outgoing.message.properties.message_id = Some(envelope.id.clone());
-        let mut row = Self::from_message(outgoing, options.partition_key)?;
-        row.event_type = envelope.event_type;
-        Ok(row)
+        let mut record = Self::from_message(outgoing, options.partition_key)?;
+        record.event_type = envelope.event_type;
+        Ok(record)
     }
 
-    /// Stores a message as it is.
+    /// Stores a message as it is; it must carry a `message_id`.
     pub fn from_message(
         message: OutgoingMessage,
         partition_key: Option<String>,
@@ -67,14 +98,27 @@ impl EncodedRow {
             partition_key,
         })
     }
+
+    /// The message this record holds.
+    pub fn message(&self) -> Result<OutgoingMessage, OutboxError> {
+        decode_message(
+            &self.id,
+            self.exchange.clone(),
+            self.routing_key.clone(),
+            self.properties.clone(),
+            self.headers.clone(),
+            self.body.clone(),
+        )
+    }
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, OutboxError> {
     serde_json::to_value(value).map_err(|e| OutboxError::Encode(e.to_string()))
 }
 
-/// Rebuilds the message a row holds.
-pub(crate) fn decode_message(
+/// Rebuilds the message a row holds from its columns (what a store's claim reads); `id` names
+/// the row in errors.
+pub fn decode_message(
     id: &str,
     exchange: Option<String>,
     routing_key: String,
@@ -99,15 +143,19 @@ pub(crate) fn decode_message(
     })
 }
 
-/// Parses a stored status.
-pub(crate) fn parse_status(status: &str) -> Result<OutboxStatus, OutboxError> {
-    match status {
-        "pending" => Ok(OutboxStatus::Pending),
-        "published" => Ok(OutboxStatus::Published),
-        "dead" => Ok(OutboxStatus::Dead),
-        other => Err(OutboxError::Database(format!(
-            "unknown outbox status `{other}`"
-        ))),
+impl FromStr for OutboxStatus {
+    type Err = OutboxError;
+
+    /// Parses a stored status (`pending`, `published`, `dead`).
+    fn from_str(status: &str) -> Result<Self, OutboxError> {
+        match status {
+            "pending" => Ok(OutboxStatus::Pending),
+            "published" => Ok(OutboxStatus::Published),
+            "dead" => Ok(OutboxStatus::Dead),
+            other => Err(OutboxError::Database(format!(
+                "unknown outbox status `{other}`"
+            ))),
+        }
     }
 }
 

@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::OutgoingMessage;
 
+mod options;
+mod record;
+
+pub use options::{MAX_ERROR_BYTES, OutboxOptions, RetryOutcome, report_dead, stored_error};
+pub use record::{OutboxRecord, OutboxRow, decode_message};
+
 /// An outbox failure.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -109,6 +115,13 @@ pub trait OutboxStore: Send + Sync {
 
     /// Counts rows by status.
     async fn stats(&self) -> Result<OutboxStats, OutboxError>;
+
+    /// Deletes published rows older than the store's retention, in bounded batches; returns
+    /// how many it deleted. The relay calls it every [`crate::RelayOptions::cleanup_interval`].
+    /// The default keeps everything.
+    async fn remove_expired(&self) -> Result<u64, OutboxError> {
+        Ok(0)
+    }
 }
 
 #[async_trait]
@@ -134,5 +147,8 @@ impl<S: OutboxStore + ?Sized> OutboxStore for std::sync::Arc<S> {
     }
     async fn stats(&self) -> Result<OutboxStats, OutboxError> {
         (**self).stats().await
+    }
+    async fn remove_expired(&self) -> Result<u64, OutboxError> {
+        (**self).remove_expired().await
     }
 }

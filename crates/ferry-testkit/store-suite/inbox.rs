@@ -1,0 +1,259 @@
+//! The inbox: idempotent handlers whose writes, inbox row and outbox events share
+//! one transaction.
+
+// `&mut *tx` is sqlx's idiom for the transaction's connection, as the docs show it.
+#![allow(clippy::explicit_auto_deref)]
+
+use std::time::Duration;
+
+use crate::{backend::*, common::*};
+use ferry_core::{
+    Envelope, HandlerError, Inbox, MessageContext, OutboxStore, PublishOptions, codec,
+};
+use tokio::sync::oneshot;
+
+const CONSUMER: &str = "inventory.order-created";
+
+async fn create_reservations(pool: &Pool) {
+    sqlx::query("CREATE TABLE reservations (order_id TEXT NOT NULL)")
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
+async fn reservations(pool: &Pool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM reservations")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+fn delivery(id: &str) -> MessageContext {
+    let envelope = Envelope::new("orders.order.created")
+        .with_id(id)
+        .with_correlation_id("checkout-1");
+    MessageContext::new(envelope, CONSUMER, "orders.order.created", 1)
+}
+
+/// The idempotent handler: reservation + inbox row + outbox event, one transaction.
+/// `Ok(false)`: a duplicate, skipped.
+async fn handle(
+    pool: &Pool,
+    inbox: &SqlInbox,
+    outbox: &Outbox,
+    ctx: &MessageContext,
+    fail: bool,
+) -> Result<bool, HandlerError> {
+    let mut tx = begin(pool).await?;
+    if !inbox.try_insert_message(&mut *tx, ctx).await? {
+        return Ok(false);
+    }
+    sqlx::query("INSERT INTO reservations (order_id) VALUES ($1)")
+        .bind(ctx.message_id())
+        .execute(&mut *tx)
+        .await?;
+    outbox
+        .add_with(&mut *tx, &ItemAdded::new(1), PublishOptions::caused_by(ctx))
+        .await?;
+    if fail {
+        return Err(HandlerError::transient(
+            "the handler failed after its writes",
+        ));
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_three_times_changes_the_database_once() {
+    let db = TestDb::new().await;
+    create_reservations(&db.pool).await;
+    let (inbox, outbox) = (SqlInbox::new(db.pool.clone()), Outbox::new(db.pool.clone()));
+    let ctx = delivery("msg-1");
+    let mut handled = Vec::new();
+    for _ in 0..3 {
+        handled.push(
+            handle(&db.pool, &inbox, &outbox, &ctx, false)
+                .await
+                .unwrap(),
+        );
+    }
+    assert_eq!(handled, vec![true, false, false]);
+    assert_eq!(reservations(&db.pool).await, 1);
+    assert_eq!(outbox.stats().await.unwrap().pending, 1);
+    // Another consumer is another key.
+    let other = MessageContext::new(ctx.envelope().clone(), "billing.order-created", "k", 1);
+    assert!(
+        handle(&db.pool, &inbox, &outbox, &other, false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(reservations(&db.pool).await, 2);
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_at_the_same_moment_change_the_database_once() {
+    let db = TestDb::new().await;
+    create_reservations(&db.pool).await;
+    let (inbox, outbox) = (SqlInbox::new(db.pool.clone()), Outbox::new(db.pool.clone()));
+    for commit_first in [true, false] {
+        let id = format!("msg-concurrent-{commit_first}");
+        let ctx = delivery(&id);
+        let (inserted_tx, inserted_rx) = oneshot::channel();
+        // Copy one takes the inbox row, then works slowly before it commits (or fails).
+        let first = {
+            let (pool, inbox, outbox, ctx) =
+                (db.pool.clone(), inbox.clone(), outbox.clone(), ctx.clone());
+            tokio::spawn(async move {
+                let mut tx = begin(&pool).await?;
+                let fresh = inbox.try_insert_message(&mut *tx, &ctx).await?;
+                inserted_tx.send(()).unwrap();
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                sqlx::query("INSERT INTO reservations (order_id) VALUES ($1)")
+                    .bind(ctx.message_id())
+                    .execute(&mut *tx)
+                    .await?;
+                outbox
+                    .add_with(
+                        &mut *tx,
+                        &ItemAdded::new(1),
+                        PublishOptions::caused_by(&ctx),
+                    )
+                    .await?;
+                if commit_first {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok::<bool, HandlerError>(fresh)
+            })
+        };
+        // Copy two arrives while copy one is in its transaction: it waits on the key.
+        inserted_rx.await.unwrap();
+        let second = handle(&db.pool, &inbox, &outbox, &ctx, false)
+            .await
+            .unwrap();
+        assert!(first.await.unwrap().unwrap());
+        // Committed first: the second is a duplicate. Rolled back: the second does the work.
+        assert_eq!(second, !commit_first);
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM reservations WHERE order_id = $1")
+            .bind(&id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
+    assert_eq!(outbox.stats().await.unwrap().pending, 2);
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_error_rolls_back_its_writes_its_events_and_the_inbox_row() {
+    let db = TestDb::new().await;
+    create_reservations(&db.pool).await;
+    let (inbox, outbox) = (SqlInbox::new(db.pool.clone()), Outbox::new(db.pool.clone()));
+    let ctx = delivery("msg-fails-once");
+    assert!(handle(&db.pool, &inbox, &outbox, &ctx, true).await.is_err());
+    assert_eq!(reservations(&db.pool).await, 0);
+    assert!(
+        !inbox
+            .is_processed(CONSUMER, "msg-fails-once")
+            .await
+            .unwrap()
+    );
+    assert_eq!(outbox.stats().await.unwrap().pending, 0);
+    // The redelivery does the work, once.
+    assert!(
+        handle(&db.pool, &inbox, &outbox, &ctx, false)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !handle(&db.pool, &inbox, &outbox, &ctx, false)
+            .await
+            .unwrap()
+    );
+    assert_eq!(reservations(&db.pool).await, 1);
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_added_by_a_handler_carry_correlation_and_causation() {
+    let db = TestDb::new().await;
+    create_reservations(&db.pool).await;
+    let (inbox, outbox) = (SqlInbox::new(db.pool.clone()), Outbox::new(db.pool.clone()));
+    let ctx = delivery("msg-parent");
+    assert!(
+        handle(&db.pool, &inbox, &outbox, &ctx, false)
+            .await
+            .unwrap()
+    );
+    let claimed = outbox.claim(10, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let decoded = codec::decode(&claimed[0].message.message).unwrap();
+    assert_eq!(decoded.envelope.id, claimed[0].id);
+    assert_eq!(
+        decoded.envelope.correlation_id.as_deref(),
+        Some("checkout-1")
+    );
+    assert_eq!(decoded.envelope.causation_id.as_deref(), Some("msg-parent"));
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_trait_records_once_and_cleanup_removes_old_records() {
+    let db = TestDb::new().await;
+    let inbox = SqlInbox::new(db.pool.clone());
+    assert!(!inbox.is_processed("q", "m-1").await.unwrap());
+    assert!(inbox.mark_processed("q", "m-1").await.unwrap());
+    assert!(!inbox.mark_processed("q", "m-1").await.unwrap());
+    assert!(inbox.is_processed("q", "m-1").await.unwrap());
+    for i in 0..2500 {
+        inbox
+            .mark_processed("old", &format!("m-{i}"))
+            .await
+            .unwrap();
+    }
+    age_inbox(&db.pool, "old", Duration::from_secs(30 * 24 * 3600)).await;
+    let deleted = inbox
+        .cleanup_older_than(Duration::from_secs(7 * 24 * 3600))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2500);
+    assert!(inbox.is_processed("q", "m-1").await.unwrap());
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_retention_removes_records_past_the_retention() {
+    let db = TestDb::new().await;
+    let inbox = SqlInbox::new(db.pool.clone()).with_retention(Duration::from_secs(3600));
+    for i in 0..5 {
+        assert!(inbox.mark_processed("q", &format!("m-{i}")).await.unwrap());
+    }
+    age_inbox(&db.pool, "q", Duration::from_secs(2 * 3600)).await;
+    for i in 5..7 {
+        assert!(inbox.mark_processed("q", &format!("m-{i}")).await.unwrap());
+    }
+    let shutdown = ferry_core::CancellationToken::new();
+    let task = tokio::spawn(ferry_core::inbox::run_retention(
+        inbox.clone(),
+        Duration::from_millis(100),
+        shutdown.clone(),
+    ));
+    wait_until(Duration::from_secs(30), "old records removed", || async {
+        !inbox.is_processed("q", "m-0").await.unwrap()
+    })
+    .await;
+    for i in 0..7 {
+        assert_eq!(
+            inbox.is_processed("q", &format!("m-{i}")).await.unwrap(),
+            i >= 5,
+            "m-{i}"
+        );
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+    db.close().await;
+}
