@@ -1,77 +1,19 @@
 //! `ferry demo` end to end, against the real RabbitMQ and PostgreSQL, and SQLite.
 //!
-//! The demo uses fixed queue names, so these tests take turns (one lock for the binary).
+//! The demo uses fixed queue names, so these tests take turns (one lock for the binary). How the
+//! demo rides out broker faults is in `demo_faults.rs`.
+
+mod common;
 
 use std::{
-    process::{Command, Output},
+    process::Command,
     sync::Mutex,
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
-use sqlx::{Connection, Row};
+use common::{counts, ferry, n, sqlite_url, summary};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn ferry(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("FERRY_AMQP_URL")
-        .env_remove("FERRY_EXCHANGE")
-        .output()
-        .expect("run ferry")
-}
-
-fn summary(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "ferry demo failed ({:?}):\nstdout: {stdout}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
-}
-
-fn n(v: &Value, key: &str) -> i64 {
-    v[key]
-        .as_i64()
-        .unwrap_or_else(|| panic!("`{key}` missing in {v}"))
-}
-
-/// Counts the demo's tables through sqlx (any of the two drivers).
-async fn counts(url: &str) -> [i64; 6] {
-    let queries = [
-        "SELECT COUNT(*) FROM orders",
-        "SELECT COUNT(*) FROM orders WHERE status = 'confirmed'",
-        "SELECT COUNT(*) FROM inventory_reservations",
-        "SELECT COUNT(*) FROM notifications",
-        "SELECT COUNT(*) FROM dead_letters",
-        "SELECT COUNT(*) FROM orders WHERE status = 'pending'",
-    ];
-    let mut out = [0; 6];
-    if url.starts_with("postgres") {
-        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
-        for (i, q) in queries.iter().enumerate() {
-            out[i] = sqlx::query(q)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap()
-                .get::<i64, _>(0);
-        }
-    } else {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
-        for (i, q) in queries.iter().enumerate() {
-            out[i] = sqlx::query(q)
-                .fetch_one(&mut conn)
-                .await
-                .unwrap()
-                .get::<i64, _>(0);
-        }
-    }
-    out
-}
 
 fn check_transient_run(url: &str, extra: &[&str]) {
     let mut args = vec![
@@ -121,15 +63,6 @@ fn check_transient_run(url: &str, extra: &[&str]) {
         ),
         (2000, 2000, 2000, 2000, 0, 0)
     );
-}
-
-fn sqlite_url(name: &str) -> (String, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(ferry_testkit::unique_name(name));
-    std::fs::create_dir_all(&dir).unwrap();
-    (
-        format!("sqlite://{}", dir.join("demo.sqlite").display()),
-        dir,
-    )
 }
 
 #[test]
@@ -312,61 +245,5 @@ fn metrics_are_served_in_prometheus_format() {
     ] {
         assert!(seen.contains(name), "`{name}` not served:\n{seen}");
     }
-    std::fs::remove_dir_all(dir).ok();
-}
-
-/// The demo is an application users copy: it must ride out the broker closing every connection.
-#[test]
-fn the_demo_rides_out_the_broker_closing_its_connections() {
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let (url, dir) = sqlite_url("ferry-demo-cut");
-    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args([
-            "demo",
-            "--events",
-            "3000",
-            "--fail-rate",
-            "0.1",
-            "--json",
-            "--database-url",
-            &url,
-        ])
-        .env_remove("FERRY_AMQP_URL")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Cut while orders flow (the demo needs well over two seconds for 3,000 orders here).
-    std::thread::sleep(Duration::from_secs(2));
-    let cut = Command::new("rabbitmqctl")
-        .args(["close_all_connections", "ferry demo test: connection cut"])
-        .output()
-        .expect("rabbitmqctl (installed with RabbitMQ; .ci/run installs it)");
-    assert!(
-        cut.status.success(),
-        "{}",
-        String::from_utf8_lossy(&cut.stderr)
-    );
-    let out = child.wait_with_output().unwrap();
-    let s = summary(&out);
-    assert_eq!(n(&s, "orders_created"), 3000, "{s}");
-    assert_eq!(
-        n(&s, "orders_confirmed"),
-        3000,
-        "every order applied after the cut: {s}"
-    );
-    assert_eq!(n(&s, "lost"), 0, "{s}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("reconnecting"),
-        "the cut happened mid-run: {stderr}"
-    );
-    let [orders, confirmed, reservations, notifications, dead, _] = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(counts(&url));
-    assert_eq!(
-        (orders, confirmed, reservations, notifications, dead),
-        (3000, 3000, 3000, 3000, 0)
-    );
     std::fs::remove_dir_all(dir).ok();
 }

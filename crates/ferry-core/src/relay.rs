@@ -70,16 +70,6 @@ pub enum RelayError {
     Store(#[from] OutboxError),
 }
 
-/// A batch that is published (or not) but not yet marked.
-struct Published {
-    claimed: usize,
-    published: Vec<String>,
-    failures: Vec<OutboxFailure>,
-    released: Vec<String>,
-    started: Instant,
-    span: tracing::Span,
-}
-
 /// Moves events from an [`OutboxStore`] to a [`Publisher`]: the seed's `OutboxProcessor`,
 /// woken by notifications rather than polling every 5 s, and safe with many instances.
 ///
@@ -134,33 +124,29 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
             .await
     }
 
-    /// Publishes `rows` while, at the same time, the next batch is claimed and the previous
-    /// one (published already) is marked: the database works on the claim and the marks while
-    /// the broker confirms this batch. The rows claimed ahead are leased like any claim; the
-    /// store's claim rules (a partition's later rows wait for its earlier pending ones) hold
-    /// whatever the timing, and a batch is claimed only after every row of the batch before it
-    /// was published, so a partition's rows still go out in order.
-    async fn step(
+    /// Relays `rows` and, at the same time, claims the next batch: the database works on the
+    /// next claim while the broker confirms this batch. The rows claimed ahead are leased like
+    /// any claim (from the returned instant); the store's claim rules (a partition's later rows
+    /// wait for its earlier pending ones) hold whatever the timing.
+    async fn relay_and_claim_ahead(
         &self,
         rows: Vec<OutboxMessage>,
-        previous: Option<Published>,
     ) -> (
-        Published,
+        Result<RelayBatch, RelayError>,
         Result<Vec<OutboxMessage>, OutboxError>,
-        Option<Result<RelayBatch, RelayError>>,
+        Instant,
     ) {
         let started = Instant::now();
-        let settle_previous = async {
-            match previous {
-                Some(p) => Some(self.settle(p).await),
-                None => None,
-            }
-        };
-        tokio::join!(
-            self.publish_rows(rows, started),
-            self.claim(),
-            settle_previous
-        )
+        let (batch, ahead) = tokio::join!(self.relay_rows(rows, started), self.claim());
+        (batch, ahead, started)
+    }
+
+    /// Whether rows claimed at `claimed_at` still have at least half their lease. Rows claimed
+    /// ahead wait for the batch before them; if that batch was slow (a broker blocking
+    /// publishes), their lease may be running out, and the next claim, made while they are
+    /// being published, would take them again: they are given back and claimed afresh instead.
+    fn lease_fresh(&self, claimed_at: Instant) -> bool {
+        claimed_at.elapsed() < self.options.lease / 2
     }
 
     /// Gives rows claimed ahead back at once (rather than when their lease expires).
@@ -174,92 +160,57 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         }
     }
 
-    /// Marks a batch that is published, logging a failure (for paths that already fail).
-    async fn settle_logged(&self, published: Published) {
-        if let Err(e) = self.settle(published).await {
-            tracing::error!(error = %e, "could not mark a published batch; its rows are published again when their lease expires");
-        }
-    }
-
     /// Publishes claimed rows and marks them.
     async fn relay_rows(
         &self,
         rows: Vec<OutboxMessage>,
         started: Instant,
     ) -> Result<RelayBatch, RelayError> {
-        let published = self.publish_rows(rows, started).await;
-        self.settle(published).await
-    }
-
-    /// Publishes claimed rows and sorts the outcomes (marks come later, in [`settle`]).
-    ///
-    /// [`settle`]: Self::settle
-    async fn publish_rows(&self, rows: Vec<OutboxMessage>, started: Instant) -> Published {
-        let mut outcome = Published {
+        let mut batch = RelayBatch {
             claimed: rows.len(),
-            published: Vec::new(),
-            failures: Vec::new(),
-            released: Vec::new(),
-            started,
-            span: tracing::Span::none(),
+            ..RelayBatch::default()
         };
         if rows.is_empty() {
-            return outcome;
+            return Ok(batch);
         }
-        outcome.span = {
+        let span = {
             let messages: Vec<_> = rows.iter().map(|r| &r.message).collect();
             telemetry::relay_batch_span(&messages)
         };
-        let span = outcome.span.clone();
         async {
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
             let messages = rows.into_iter().map(|r| r.message).collect();
             let results = self.publisher.publish_messages(messages).await;
-            outcome.published.reserve(ids.len());
+            let mut published = Vec::with_capacity(ids.len());
+            let mut failures = Vec::new();
+            let mut released = Vec::new();
             for (id, result) in ids.into_iter().zip(results) {
                 match result {
-                    Ok(()) => outcome.published.push(id),
-                    Err(e) if e.is_unavailable() => outcome.released.push(id),
+                    Ok(()) => published.push(id),
+                    Err(e) if e.is_unavailable() => released.push(id),
                     Err(e) => {
                         tracing::warn!(id = %id, error = %e, "outbox row failed to publish");
-                        outcome.failures.push(OutboxFailure {
+                        failures.push(OutboxFailure {
                             id,
                             error: e.to_string(),
                         });
                     }
                 }
             }
-            outcome
-        }
-        .instrument(span)
-        .await
-    }
-
-    /// Marks a published batch: published rows in one statement, failed rows with their
-    /// attempts raised, rows the broker could not take given back.
-    async fn settle(&self, outcome: Published) -> Result<RelayBatch, RelayError> {
-        let batch = RelayBatch {
-            claimed: outcome.claimed,
-            published: outcome.published.len(),
-            failed: outcome.failures.len(),
-            released: outcome.released.len(),
-        };
-        if batch.claimed == 0 {
-            return Ok(batch);
-        }
-        let span = outcome.span.clone();
-        async {
-            if !outcome.published.is_empty() {
-                self.store.mark_published(&outcome.published).await?;
-                metric::record_published(outcome.published.len());
+            if !published.is_empty() {
+                self.mark_published(&published, started).await?;
+                metric::record_published(published.len());
             }
-            if !outcome.failures.is_empty() {
-                self.store.mark_failed(&outcome.failures).await?;
+            if !failures.is_empty() {
+                self.store.mark_failed(&failures).await?;
             }
-            if !outcome.released.is_empty() {
-                self.store.release(&outcome.released).await?;
+            if !released.is_empty() {
+                self.store.release(&released).await?;
             }
-            metric::record_relay_batch_duration(outcome.started.elapsed());
+            batch.published = published.len();
+            batch.failed = failures.len();
+            batch.released = released.len();
+            metric::record_relay_batch_duration(started.elapsed());
             let span = tracing::Span::current();
             span.record("ferry.published", batch.published);
             span.record("ferry.failed", batch.failed);
@@ -281,49 +232,64 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         .await
     }
 
+    /// Marks rows the broker confirmed. A failed mark (the database restarting) is tried again,
+    /// backing off, while the claim's lease lasts (until half of it has passed since the batch
+    /// started, rows claimed ahead having at least half of theirs left): given up, the rows
+    /// would be published a second time once their lease expires.
+    async fn mark_published(&self, ids: &[String], started: Instant) -> Result<(), OutboxError> {
+        let mut pause = self.options.min_backoff.max(Duration::from_millis(10));
+        loop {
+            match self.store.mark_published(ids).await {
+                Ok(()) => return Ok(()),
+                Err(e) if started.elapsed() + pause < self.options.lease / 2 => {
+                    tracing::warn!(error = %e, rows = ids.len(), retry_ms = pause.as_millis() as u64, "could not mark confirmed rows published; trying again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(self.options.max_backoff);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Publishes until no row is due (or the store fails); returns the rows published. Each
-    /// batch is published while the next is claimed and the previous is marked.
+    /// batch's claim runs while the previous batch is being published.
     pub async fn drain(&self) -> Result<usize, RelayError> {
         let mut total = 0;
         let mut rows = self.claim().await?;
-        let mut previous: Option<Published> = None;
         while !rows.is_empty() {
-            let (published, ahead, settled) = self.step(rows, previous.take()).await;
-            match settled {
-                Some(Ok(batch)) => total += batch.published,
-                Some(Err(e)) => {
-                    self.settle_logged(published).await;
+            let (batch, ahead, claimed_at) = self.relay_and_claim_ahead(rows).await;
+            let batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
                     if let Ok(ahead) = ahead {
                         self.give_back(ahead).await;
                     }
                     return Err(e);
                 }
-                None => {}
-            }
-            let ahead = match ahead {
-                Ok(ahead) => ahead,
-                Err(e) => {
-                    self.settle_logged(published).await;
-                    return Err(e.into());
-                }
             };
-            if published.published.is_empty() {
+            total += batch.published;
+            let ahead = ahead?;
+            if batch.published == 0 {
                 self.give_back(ahead).await;
-                self.settle(published).await?;
-                return Ok(total);
+                break;
             }
-            previous = Some(published);
-            rows = ahead;
-        }
-        if let Some(published) = previous {
-            total += self.settle(published).await?.published;
+            rows = if self.lease_fresh(claimed_at) {
+                ahead
+            } else {
+                tracing::debug!(
+                    rows = ahead.len(),
+                    "rows claimed ahead are past half their lease; claiming afresh"
+                );
+                self.give_back(ahead).await;
+                self.claim().await?
+            };
         }
         Ok(total)
     }
 
-    /// Runs until `shutdown` is cancelled; the batch in hand is finished (and marked) first.
-    /// Each batch is published while the next is claimed and the previous is marked; rows
-    /// claimed ahead are given back when the relay pauses or stops.
+    /// Runs until `shutdown` is cancelled; the batch in hand is finished first. Each batch's
+    /// claim runs while the previous batch is being published; rows claimed ahead are given
+    /// back when the relay pauses or stops.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RelayError> {
         tracing::info!("outbox relay started");
         let mut backoff = self.options.min_backoff;
@@ -339,9 +305,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         // Rows claimed while the previous batch was published. When that claim found nothing,
         // the relay claims once more before it waits: rows committed during the batch may have
         // notified no one (not every store remembers a notification nobody waited for).
-        let mut ahead: Option<Vec<OutboxMessage>> = None;
-        // The last batch published, to be marked with the next step (or before waiting).
-        let mut previous: Option<Published> = None;
+        let mut ahead: Option<(Vec<OutboxMessage>, Instant)> = None;
         while !shutdown.is_cancelled() {
             if last_stats.is_none_or(|t| t.elapsed() >= self.options.stats_interval) {
                 last_stats = Some(Instant::now());
@@ -352,13 +316,18 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 self.remove_expired().await;
             }
             let rows = match ahead.take() {
-                Some(rows) => rows,
+                Some((rows, claimed_at)) if self.lease_fresh(claimed_at) => rows,
+                Some((rows, _)) => {
+                    tracing::debug!(
+                        rows = rows.len(),
+                        "rows claimed ahead are past half their lease; claiming afresh"
+                    );
+                    self.give_back(rows).await;
+                    continue;
+                }
                 None => match self.claim().await {
                     Ok(rows) => rows,
                     Err(e) => {
-                        if let Some(published) = previous.take() {
-                            self.settle_logged(published).await;
-                        }
                         tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "outbox relay batch failed");
                         backoff = self.pause(&shutdown, backoff).await;
                         continue;
@@ -366,13 +335,6 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 },
             };
             if rows.is_empty() {
-                if let Some(published) = previous.take() {
-                    if let Err(e) = self.settle(published).await {
-                        tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "outbox relay batch failed");
-                        backoff = self.pause(&shutdown, backoff).await;
-                        continue;
-                    }
-                }
                 backoff = self.options.min_backoff;
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
@@ -380,22 +342,27 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 }
                 continue;
             }
-            let (published, next, settled) = self.step(rows, previous.take()).await;
-            let mut pause = false;
-            if let Some(Err(e)) = settled {
-                tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "outbox relay batch failed");
-                pause = true;
-            }
-            if !published.released.is_empty() {
-                tracing::warn!(
-                    released = published.released.len(),
-                    backoff_ms = backoff.as_millis() as u64,
-                    "broker unavailable; outbox rows stay pending"
-                );
-                pause = true;
-            }
+            let (batch, next, claimed_at) = self.relay_and_claim_ahead(rows).await;
+            let mut pause = match batch {
+                Ok(batch) if batch.released > 0 => {
+                    tracing::warn!(
+                        released = batch.released,
+                        backoff_ms = backoff.as_millis() as u64,
+                        "broker unavailable; outbox rows stay pending"
+                    );
+                    true
+                }
+                Ok(_) => {
+                    backoff = self.options.min_backoff;
+                    false
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "outbox relay batch failed");
+                    true
+                }
+            };
             match next {
-                Ok(next) if !pause => ahead = (!next.is_empty()).then_some(next),
+                Ok(next) if !pause => ahead = (!next.is_empty()).then_some((next, claimed_at)),
                 Ok(next) => self.give_back(next).await,
                 Err(e) => {
                     tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "outbox relay claim failed");
@@ -403,19 +370,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 }
             }
             if pause {
-                if let Err(e) = self.settle(published).await {
-                    tracing::error!(error = %e, "outbox relay batch failed");
-                }
                 backoff = self.pause(&shutdown, backoff).await;
-            } else {
-                backoff = self.options.min_backoff;
-                previous = Some(published);
             }
         }
-        if let Some(published) = previous {
-            self.settle_logged(published).await;
-        }
-        if let Some(rows) = ahead {
+        if let Some((rows, _)) = ahead {
             self.give_back(rows).await;
         }
         tracing::info!("outbox relay stopped");

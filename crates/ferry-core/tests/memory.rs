@@ -319,3 +319,151 @@ async fn leases_expire_and_partitions_keep_order() {
     let third = outbox.claim(10, Duration::from_secs(30)).await.unwrap();
     assert_eq!(third.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), ids);
 }
+
+/// A publisher whose first batch takes longer than the relay's lease; it records what it sends.
+#[derive(Default)]
+struct SlowFirstBatch {
+    calls: AtomicU32,
+    sent: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Publisher for SlowFirstBatch {
+    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
+        self.sent.lock().unwrap().push(message.id().to_owned());
+        Ok(())
+    }
+
+    async fn publish_messages(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Vec<Result<(), PublishError>> {
+        let first = self.calls.fetch_add(1, Ordering::SeqCst) == 0;
+        // The broker takes a moment (the relay claims its next batch meanwhile); the first
+        // batch takes twice the lease.
+        let took = if first { 600 } else { 20 };
+        tokio::time::sleep(Duration::from_millis(took)).await;
+        let mut sent = self.sent.lock().unwrap();
+        messages
+            .iter()
+            .map(|m| {
+                sent.push(m.id().to_owned());
+                Ok(())
+            })
+            .collect()
+    }
+}
+
+/// A batch that outlasts the lease (a broker blocking publishes, say) must not leave the rows
+/// claimed ahead of it to be claimed again while they are being published.
+#[tokio::test]
+async fn rows_claimed_ahead_of_a_batch_that_outlasts_the_lease_are_published_once() {
+    let options = RelayOptions {
+        batch_size: 10,
+        lease: Duration::from_millis(300),
+        poll_interval: Duration::from_millis(50),
+        ..RelayOptions::default()
+    };
+    for use_drain in [false, true] {
+        let outbox = MemoryOutbox::new();
+        let mut ids: Vec<String> = (0..30)
+            .map(|n| outbox.add(&OrderCreated { order_id: n }).unwrap())
+            .collect();
+        let publisher = Arc::new(SlowFirstBatch::default());
+        let relay = OutboxRelay::new(outbox.clone(), Arc::clone(&publisher)).with_options(options);
+        if use_drain {
+            assert_eq!(relay.drain().await.unwrap(), 30);
+        } else {
+            let shutdown = CancellationToken::new();
+            let task = tokio::spawn(relay.run(shutdown.clone()));
+            tokio::time::timeout(Duration::from_secs(10), async {
+                while outbox.pending_count() > 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await
+            .expect("the relay published every row");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            shutdown.cancel();
+            task.await.unwrap().unwrap();
+        }
+        let mut sent = publisher.sent.lock().unwrap().clone();
+        sent.sort();
+        ids.sort();
+        assert_eq!(sent, ids, "drain: {use_drain}: every row once");
+    }
+}
+
+/// The memory outbox, whose first `mark_published` fails (the database restarting).
+#[derive(Clone)]
+struct MarkFailsOnce {
+    inner: MemoryOutbox,
+    failed: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl OutboxStore for MarkFailsOnce {
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ferry_core::OutboxMessage>, ferry_core::OutboxError> {
+        self.inner.claim(limit, lease).await
+    }
+    async fn mark_published(&self, ids: &[String]) -> Result<(), ferry_core::OutboxError> {
+        if self.failed.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Err(ferry_core::OutboxError::Database(
+                "the database is restarting".into(),
+            ));
+        }
+        self.inner.mark_published(ids).await
+    }
+    async fn mark_failed(
+        &self,
+        failures: &[ferry_core::OutboxFailure],
+    ) -> Result<(), ferry_core::OutboxError> {
+        self.inner.mark_failed(failures).await
+    }
+    async fn release(&self, ids: &[String]) -> Result<(), ferry_core::OutboxError> {
+        self.inner.release(ids).await
+    }
+    async fn stats(&self) -> Result<ferry_core::OutboxStats, ferry_core::OutboxError> {
+        self.inner.stats().await
+    }
+}
+
+/// The broker has a batch once it confirmed it: a failed mark is tried again while the lease
+/// lasts, rather than leaving the rows to be published a second time when it expires.
+#[tokio::test]
+async fn a_failed_mark_is_tried_again_instead_of_publishing_the_batch_twice() {
+    let outbox = MemoryOutbox::new();
+    let mut ids: Vec<String> = (0..10)
+        .map(|n| outbox.add(&OrderCreated { order_id: n }).unwrap())
+        .collect();
+    let store = MarkFailsOnce {
+        inner: outbox.clone(),
+        failed: Arc::default(),
+    };
+    let publisher = Arc::new(SlowFirstBatch::default());
+    let options = RelayOptions {
+        lease: Duration::from_secs(2),
+        min_backoff: Duration::from_millis(20),
+        ..RelayOptions::default()
+    };
+    let relay = OutboxRelay::new(store.clone(), Arc::clone(&publisher)).with_options(options);
+    let batch = relay.run_once().await.unwrap();
+    assert_eq!(batch.published, 10);
+    assert_eq!(
+        store.failed.load(Ordering::SeqCst),
+        2,
+        "marked on the second try"
+    );
+    assert_eq!(outbox.pending_count(), 0);
+    // Even once the lease has passed, nothing is left to publish again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(relay.run_once().await.unwrap().claimed, 0);
+    let mut sent = publisher.sent.lock().unwrap().clone();
+    sent.sort();
+    ids.sort();
+    assert_eq!(sent, ids);
+}

@@ -90,6 +90,9 @@ pub(crate) async fn publish_batch(
         }
         Err(_) => return vec![Err(unavailable("the transport is closed")); n],
     };
+    if let Err(e) = wait_unblocked(&link, ctx.reconnect_wait).await {
+        return vec![Err(e); n];
+    }
     // A free channel if there is one (a lone publisher keeps reusing the same channel), else
     // wait for one in turn.
     let slots = &ctx.pool.slots;
@@ -116,6 +119,23 @@ pub(crate) async fn publish_batch(
         }
     }
     results
+}
+
+/// Waits (up to `wait`) while the broker blocks the connection (`connection.blocked`, sent
+/// during a memory or disk alarm): the client then writes nothing at all, so a publish would
+/// hang until the alarm clears. Not the message's fault: `Unavailable`.
+async fn wait_unblocked(link: &Link, wait: Duration) -> Result<(), PublishError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    while link.conn.status().blocked() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(unavailable(
+                "the broker blocks publishing on this connection (a memory or disk alarm); \
+                 publishes resume when it clears",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 async fn ensure_channel(
@@ -181,6 +201,10 @@ async fn publish_on(
     let mut in_flight = Vec::with_capacity(n);
     let mut discard = false;
     let mut broken: Option<PublishError> = None;
+    // One deadline for the batch, sending included: a broker that stops reading (a blocked
+    // connection) holds up the writes themselves.
+    let deadline = tokio::time::Instant::now() + ctx.confirm_timeout;
+    let timeout_ms = u64::try_from(ctx.confirm_timeout.as_millis()).unwrap_or(u64::MAX);
 
     for (index, m) in messages.iter().enumerate() {
         if let Some(e) = &broken {
@@ -199,23 +223,36 @@ async fn publish_on(
             mandatory: true,
             immediate: false,
         };
-        match channel
-            .basic_publish(exchange_s, key, options, &m.message.body, props)
-            .await
-        {
-            Ok(confirm) => in_flight.push(InFlight { index, confirm }),
-            Err(e) => {
+        let publish = channel.basic_publish(exchange_s, key, options, &m.message.body, props);
+        match tokio::time::timeout_at(deadline, publish).await {
+            Ok(Ok(confirm)) => in_flight.push(InFlight { index, confirm }),
+            Ok(Err(e)) => {
                 let err = map_lapin(&e);
                 discard = true;
                 results[index] = Err(err.clone());
                 broken = Some(err);
             }
+            Err(_) => {
+                // Handed to the client but not yet written: it may still go out later, so its
+                // fate is unknown. The messages after it were never handed over.
+                discard = true;
+                results[index] = Err(PublishError::ConfirmTimeout {
+                    id: m.id().to_owned(),
+                    timeout_ms,
+                });
+                broken = Some(unavailable(format!(
+                    "the broker did not take the batch's messages within {timeout_ms} ms{}",
+                    if channel.status().connected() {
+                        " (it stopped reading: a blocked connection?)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
         }
     }
 
-    // Every confirm, within one deadline for the batch.
-    let deadline = tokio::time::Instant::now() + ctx.confirm_timeout;
-    let timeout_ms = u64::try_from(ctx.confirm_timeout.as_millis()).unwrap_or(u64::MAX);
+    // Every confirm, within the batch's deadline.
     let mut returned: Vec<(usize, BasicReturnMessage)> = Vec::new();
     for InFlight { index, confirm } in in_flight {
         let id = messages[index].id().to_owned();

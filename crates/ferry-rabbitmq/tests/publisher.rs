@@ -308,3 +308,68 @@ async fn publishing_while_the_broker_is_unreachable_is_unavailable() {
     sub.close().await;
     bus.close().await;
 }
+
+/// A broker that stops reading the connection (as RabbitMQ does to publishers during a memory
+/// alarm) must not hang a publish: the batch fails within its confirm timeout, sending
+/// included, and publishing works again once the broker reads again.
+#[tokio::test]
+async fn a_broker_that_stops_reading_fails_a_batch_within_its_timeout() {
+    ferry_testkit::init_tracing();
+    let proxy = TcpProxy::start(ferry_testkit::amqp::broker_addr())
+        .await
+        .unwrap();
+    let cleanup = common::Cleanup::default();
+    let exchange = cleanup.exchange(ferry_testkit::unique_name("pub-stall.events"));
+    let options = common::options(&exchange)
+        .with_url(ferry_testkit::amqp::amqp_url_via(proxy.addr()))
+        .with_confirm_timeout(Duration::from_secs(2));
+    let bus = RabbitMq::connect(options).await.unwrap();
+    let sub = bus.subscribe(&["#"]).await.unwrap();
+    bus.publish(&order(1)).await.unwrap();
+
+    proxy.set_mode(ProxyMode::StallUpstream);
+    // 40 messages of 256 KiB: more than the socket buffers hold, so the writes block.
+    let big = OrderCreated {
+        order_id: "x".repeat(256 * 1024),
+        total_amount: 1.0,
+    };
+    let messages: Vec<OutgoingMessage> = (0..40)
+        .map(|i| {
+            PublishOptions {
+                id: Some(format!("big-{i}")),
+                ..PublishOptions::default()
+            }
+            .message_for(&big, None)
+            .unwrap()
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let results = tokio::time::timeout(Duration::from_secs(30), bus.publish_messages(messages))
+        .await
+        .expect("the batch returned instead of hanging on its writes");
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2 + 5), "took {took:?}");
+    assert_eq!(results.len(), 40);
+    for result in &results {
+        assert!(
+            matches!(
+                result,
+                Err(PublishError::ConfirmTimeout { .. } | PublishError::Unavailable(_))
+            ),
+            "{result:?}"
+        );
+    }
+
+    proxy.set_mode(ProxyMode::Pass);
+    let mut ok = false;
+    for _ in 0..100 {
+        if bus.publish(&order(3)).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "publishing recovers once the broker reads again");
+    sub.close().await;
+    bus.close().await;
+}

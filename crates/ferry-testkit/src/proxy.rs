@@ -37,6 +37,12 @@ pub enum ProxyMode {
     /// on. Nothing is lost: on going back to [`ProxyMode::Pass`] (or [`ProxyMode::Refuse`]) the
     /// held bytes are delivered. New connections are connected upstream as in `Pass`.
     StallDownstream,
+    /// Forward upstream → client, but hold client → upstream: the proxy stops reading from the
+    /// client, so once the socket buffers are full the client's writes block — what a broker
+    /// that stops reading a connection (a RabbitMQ memory alarm blocking publishers) looks
+    /// like. Nothing is lost: on going back to [`ProxyMode::Pass`] the held bytes are
+    /// delivered.
+    StallUpstream,
 }
 
 /// The mode, and how many times the proxy has entered [`ProxyMode::Blackhole`]: a connection
@@ -357,11 +363,14 @@ where
         if state.borrow().partitioned_since(partitions_at_start) {
             return discard(&mut from, &mut buf).await;
         }
-        if direction == Direction::Downstream {
+        let stall = match direction {
+            Direction::Upstream => ProxyMode::StallUpstream,
+            Direction::Downstream => ProxyMode::StallDownstream,
+        };
+        {
             // Hold: don't even read while stalled, so the bytes wait in the socket buffers.
             let held = state.wait_for(|state| {
-                state.mode != ProxyMode::StallDownstream
-                    || state.partitioned_since(partitions_at_start)
+                state.mode != stall || state.partitioned_since(partitions_at_start)
             });
             if held.await.is_err() {
                 return PumpEnd::Closed; // proxy dropped; the connection is being cut
@@ -398,10 +407,9 @@ where
             }
         };
         // Bytes read just before a stall are held in `buf` until the stall ends.
-        if direction == Direction::Downstream {
+        {
             let held = state.wait_for(|state| {
-                state.mode != ProxyMode::StallDownstream
-                    || state.partitioned_since(partitions_at_start)
+                state.mode != stall || state.partitioned_since(partitions_at_start)
             });
             if held.await.is_err() {
                 return PumpEnd::Closed;

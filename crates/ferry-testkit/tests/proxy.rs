@@ -299,6 +299,48 @@ async fn stall_downstream_forwards_requests_and_holds_replies() {
 }
 
 #[tokio::test]
+async fn stall_upstream_holds_requests_until_the_client_cannot_write() {
+    let mut echo = echo_server().await;
+    let proxy = TcpProxy::start(echo.addr).await.unwrap();
+    let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+    assert_echoes(&mut client, b"warm").await;
+    assert_eq!(echo.received.recv().await.unwrap(), b"warm");
+
+    proxy.set_mode(ProxyMode::StallUpstream);
+    client.write_all(b"held").await.unwrap();
+    let held = tokio::time::timeout(QUIET, echo.received.recv()).await;
+    assert!(held.is_err(), "upstream receives nothing: {held:?}");
+    // The socket buffers fill up; then the client's writes block.
+    let chunk = vec![7u8; 64 * 1024];
+    let mut written = 0usize;
+    let blocked = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            client.write_all(&chunk).await.unwrap();
+            written += chunk.len();
+        }
+    })
+    .await;
+    assert!(blocked.is_err(), "the writes blocked after {written} bytes");
+    assert!(
+        written < 512 * 1024 * 1024,
+        "{written} bytes went somewhere"
+    );
+
+    // Back to Pass: everything held arrives, in order.
+    proxy.set_mode(ProxyMode::Pass);
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        got.extend(
+            tokio::time::timeout(PATIENCE, echo.received.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(&got[..4], b"held");
+}
+
+#[tokio::test]
 async fn unreachable_upstream_closes_the_client() {
     // A port with nothing listening: bind, note it, release it.
     let free = TcpListener::bind("127.0.0.1:0")

@@ -1,0 +1,77 @@
+//! What the `ferry demo` tests share: running the command, reading its summary, counting the
+//! demo's tables.
+#![allow(dead_code)]
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use sqlx::{Connection, Row};
+
+pub fn ferry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("FERRY_AMQP_URL")
+        .env_remove("FERRY_EXCHANGE")
+        .output()
+        .expect("run ferry")
+}
+
+pub fn summary(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "ferry demo failed ({:?}):\nstdout: {stdout}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+pub fn n(v: &Value, key: &str) -> i64 {
+    v[key]
+        .as_i64()
+        .unwrap_or_else(|| panic!("`{key}` missing in {v}"))
+}
+
+/// Counts the demo's tables through sqlx (any of the two drivers).
+pub async fn counts(url: &str) -> [i64; 6] {
+    let queries = [
+        "SELECT COUNT(*) FROM orders",
+        "SELECT COUNT(*) FROM orders WHERE status = 'confirmed'",
+        "SELECT COUNT(*) FROM inventory_reservations",
+        "SELECT COUNT(*) FROM notifications",
+        "SELECT COUNT(*) FROM dead_letters",
+        "SELECT COUNT(*) FROM orders WHERE status = 'pending'",
+    ];
+    let mut out = [0; 6];
+    if url.starts_with("postgres") {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        for (i, q) in queries.iter().enumerate() {
+            out[i] = sqlx::query(q)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get::<i64, _>(0);
+        }
+    } else {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.unwrap();
+        for (i, q) in queries.iter().enumerate() {
+            out[i] = sqlx::query(q)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap()
+                .get::<i64, _>(0);
+        }
+    }
+    out
+}
+
+pub fn sqlite_url(name: &str) -> (String, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(ferry_testkit::unique_name(name));
+    std::fs::create_dir_all(&dir).unwrap();
+    (
+        format!("sqlite://{}", dir.join("demo.sqlite").display()),
+        dir,
+    )
+}

@@ -1,0 +1,209 @@
+//! The fault suite's worker process: `fault-worker relay` runs the outbox relay,
+//! `fault-worker consume` the idempotent consumer (and a dead-letter consumer recording what
+//! it gets), so a test can kill either one with SIGKILL.
+//!
+//! Settings come from `FAULT_*` variables ([`ferry_faults::WorkerSettings`]). The worker prints
+//! `ready` on standard output once it runs, and stops gracefully when its standard input closes
+//! (or on Ctrl-C). With `FERRY_FAULT_STOP_AFTER_CONFIRMED_BATCHES=N`, the relay prints
+//! `confirmed-not-marked <n>` after its Nth confirmed batch and then hangs before marking it
+//! published: the exact moment case 4 kills it.
+
+use std::{
+    io::Write,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use ferry::{
+    CancellationToken, ConsumerHandle, MessageContext, OutboxRelay, OutgoingMessage, PublishError,
+    Publisher, RelayOptions,
+    postgres::{PgInbox, PgOutbox},
+    rabbitmq::RabbitMq,
+};
+use ferry_faults::{
+    CONFIRMED_NOT_MARKED, ItemAdded, READY, STOP_AFTER_CONFIRMED_BATCHES, WorkerSettings,
+};
+use sqlx::postgres::PgPoolOptions;
+use tokio::io::AsyncReadExt;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,lapin=warn,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let settings = WorkerSettings::from_env()?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_stdin_close_or_ctrl_c(shutdown.clone()));
+    match mode.as_str() {
+        "relay" => relay(settings, shutdown).await,
+        "consume" => consume(settings, shutdown).await,
+        other => anyhow::bail!("usage: fault-worker relay|consume (got `{other}`)"),
+    }
+}
+
+async fn stop_on_stdin_close_or_ctrl_c(shutdown: CancellationToken) {
+    let stdin_closed = async {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = [0u8; 64];
+        while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {}
+    };
+    tokio::select! {
+        _ = stdin_closed => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    shutdown.cancel();
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+async fn pool(settings: &WorkerSettings, max: u32) -> anyhow::Result<sqlx::PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(&settings.database_url)
+        .await
+        .context("connect to the database")
+}
+
+async fn relay(settings: WorkerSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let pool = pool(&settings, 4).await?;
+    let bus = RabbitMq::connect(settings.rabbitmq_options("ferry-fault-relay"))
+        .await
+        .context("connect to the broker")?;
+    let stop_after = match std::env::var(STOP_AFTER_CONFIRMED_BATCHES) {
+        Ok(n) => Some(n.parse::<u64>().context(STOP_AFTER_CONFIRMED_BATCHES)?),
+        Err(_) => None,
+    };
+    let publisher = Failpoint {
+        inner: bus.clone(),
+        stop_after,
+        confirmed_batches: Arc::default(),
+    };
+    let options = RelayOptions {
+        batch_size: settings.batch_size,
+        lease: settings.lease,
+        poll_interval: Duration::from_millis(500),
+        min_backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(2),
+        ..RelayOptions::default()
+    };
+    let relay = OutboxRelay::new(PgOutbox::new(pool.clone()), publisher).with_options(options);
+    say(READY);
+    relay.run(shutdown).await?;
+    bus.close().await;
+    pool.close().await;
+    Ok(())
+}
+
+/// Hands batches on to the real publisher; with a limit, hangs for good after the Nth batch
+/// the broker confirmed, before the relay can mark its rows published.
+struct Failpoint<P> {
+    inner: P,
+    stop_after: Option<u64>,
+    confirmed_batches: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl<P: Publisher> Publisher for Failpoint<P> {
+    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
+        self.inner.publish_message(message).await
+    }
+
+    async fn publish_messages(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Vec<Result<(), PublishError>> {
+        let results = self.inner.publish_messages(messages).await;
+        let confirmed = results.iter().filter(|r| r.is_ok()).count();
+        if let Some(limit) = self.stop_after {
+            if confirmed > 0 && self.confirmed_batches.fetch_add(1, Ordering::SeqCst) + 1 == limit {
+                say(&format!("{CONFIRMED_NOT_MARKED} {confirmed}"));
+                std::future::pending::<()>().await;
+            }
+        }
+        results
+    }
+}
+
+async fn consume(settings: WorkerSettings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let pool = pool(&settings, (settings.concurrency as u32).clamp(2, 16) + 2).await?;
+    let inbox = PgInbox::new(pool.clone());
+    let bus = RabbitMq::connect(settings.rabbitmq_options("ferry-fault-consumer"))
+        .await
+        .context("connect to the broker")?;
+    let dead_pool = pool.clone();
+    let dead_letters = bus
+        .dead_letter_consumer(settings.dead_letter_queue.clone())
+        .exchange(settings.dead_letter_exchange.clone())
+        .on_dead_letter(move |dead| {
+            let pool = dead_pool.clone();
+            async move {
+                sqlx::query(
+                    "INSERT INTO dead_letters (event_id, kind, message) VALUES ($1, $2, $3)",
+                )
+                .bind(dead.message_id())
+                .bind(dead.fault.kind.as_str())
+                .bind(&dead.fault.message)
+                .execute(&pool)
+                .await?;
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .context("start the dead-letter consumer")?;
+    let (low, high) = settings.handler_delay_ms;
+    let draws = Arc::new(AtomicU64::new(0));
+    let handler_pool = pool.clone();
+    let consumer: ConsumerHandle = bus
+        .consumer(settings.queue.clone())
+        .bind(<ItemAdded as ferry::IntegrationEvent>::NAME)
+        .prefetch(settings.prefetch)
+        .concurrency(settings.concurrency)
+        .retry(ferry_faults::retry_policy())
+        .dead_letter(settings.dead_letter_exchange.clone())
+        .handle::<ItemAdded>(move |event: ItemAdded, ctx: MessageContext| {
+            let (pool, inbox, draws) = (handler_pool.clone(), inbox.clone(), Arc::clone(&draws));
+            async move {
+                if high > 0 {
+                    let draw = draws.fetch_add(1, Ordering::Relaxed);
+                    let ms = low + spread(draw) % (high - low + 1);
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+                ferry_faults::apply(&pool, &inbox, &event, &ctx).await?;
+                Ok(())
+            }
+        })
+        .start()
+        .await
+        .context("start the consumer")?;
+    say(READY);
+    shutdown.cancelled().await;
+    consumer.shutdown().await;
+    dead_letters.shutdown().await;
+    bus.close().await;
+    pool.close().await;
+    Ok(())
+}
+
+/// A cheap, well-spread number from a counter (splitmix64), for the handler's delays.
+fn spread(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

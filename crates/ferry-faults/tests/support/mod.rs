@@ -1,0 +1,7 @@
+//! The fault suite's harness.
+#![allow(dead_code)]
+
+pub mod case;
+pub mod report;
+pub mod services;
+pub mod worker;
