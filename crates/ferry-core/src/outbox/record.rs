@@ -17,10 +17,13 @@ use crate::{
 /// ```
 /// use ferry_core::{IntegrationEvent, PublishOptions, outbox::OutboxRecord};
 ///
-/// #[derive(serde::Serialize, serde::Deserialize, IntegrationEvent)]
-/// #[event(name = "orders.order.created", version = 1)]
+/// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct OrderCreated {
 ///     order_id: u64,
+/// }
+///
+/// impl IntegrationEvent for OrderCreated {
+///     const NAME: &'static str = "orders.order.created";
 /// }
 ///
 /// let record = OutboxRecord::from_event(&OrderCreated { order_id: 7 }, PublishOptions::default(), None)?;
