@@ -149,6 +149,24 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         claimed_at.elapsed() < self.options.lease / 2
     }
 
+    /// Rows claimed ahead at `claimed_at`, if their lease is still fresh; otherwise they are
+    /// given back (see [`Self::lease_fresh`]) and `None` says to claim afresh.
+    async fn fresh_or_give_back(
+        &self,
+        rows: Vec<OutboxMessage>,
+        claimed_at: Instant,
+    ) -> Option<Vec<OutboxMessage>> {
+        if self.lease_fresh(claimed_at) {
+            return Some(rows);
+        }
+        tracing::debug!(
+            rows = rows.len(),
+            "rows claimed ahead are past half their lease; claiming afresh"
+        );
+        self.give_back(rows).await;
+        None
+    }
+
     /// Gives rows claimed ahead back at once (rather than when their lease expires).
     async fn give_back(&self, rows: Vec<OutboxMessage>) {
         if rows.is_empty() {
@@ -273,15 +291,9 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 self.give_back(ahead).await;
                 break;
             }
-            rows = if self.lease_fresh(claimed_at) {
-                ahead
-            } else {
-                tracing::debug!(
-                    rows = ahead.len(),
-                    "rows claimed ahead are past half their lease; claiming afresh"
-                );
-                self.give_back(ahead).await;
-                self.claim().await?
+            rows = match self.fresh_or_give_back(ahead, claimed_at).await {
+                Some(rows) => rows,
+                None => self.claim().await?,
             };
         }
         Ok(total)
@@ -316,15 +328,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 self.remove_expired().await;
             }
             let rows = match ahead.take() {
-                Some((rows, claimed_at)) if self.lease_fresh(claimed_at) => rows,
-                Some((rows, _)) => {
-                    tracing::debug!(
-                        rows = rows.len(),
-                        "rows claimed ahead are past half their lease; claiming afresh"
-                    );
-                    self.give_back(rows).await;
-                    continue;
-                }
+                Some((rows, claimed_at)) => match self.fresh_or_give_back(rows, claimed_at).await {
+                    Some(rows) => rows,
+                    None => continue,
+                },
                 None => match self.claim().await {
                     Ok(rows) => rows,
                     Err(e) => {
