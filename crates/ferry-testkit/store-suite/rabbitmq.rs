@@ -4,7 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use crate::{backend::*, common::*};
-use ferry_core::{OutboxStore, PublishOptions, RelayOptions};
+use ferry_core::{OutboxRelay, OutboxStore, PublishOptions, RelayOptions};
 use ferry_testkit::{ProxyMode, TcpProxy, unique_name};
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -94,6 +94,52 @@ async fn three_relays_drain_ten_thousand_rows_each_reaching_the_queue_once() {
     }
     watcher.delete_exchange(&exchange).await.unwrap();
     watcher.close().await;
+    db.close().await;
+}
+
+/// More batches in flight than the relay's pool has connections: the batches' marks, the
+/// claims and the housekeeping share two connections without waiting on one another, whether
+/// the relay drains or runs; every row reaches the queue once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_more_batches_in_flight_than_connections_publishes_every_row_once() {
+    let db = TestDb::new().await;
+    let exchange = unique_name("ferry-test-outbox");
+    let bus = broker(&exchange).await;
+    let mut queue = bus.subscribe(&["#"]).await.unwrap();
+    let writer = Outbox::new(db.pool.clone());
+    let options = RelayOptions {
+        batch_size: 50,
+        batches_in_flight: 6,
+        ..fast_relay()
+    };
+
+    let mut ids = add_many(&db.pool, &writer, 3_000, 500, |_| None).await;
+    let relay =
+        OutboxRelay::new(Outbox::new(db.other_pool(2).await), bus.clone()).with_options(options);
+    assert_eq!(relay.drain().await.unwrap(), 3_000);
+
+    ids.extend(add_many(&db.pool, &writer, 3_000, 500, |_| None).await);
+    let running = RunningRelay::spawn(Outbox::new(db.other_pool(2).await), bus.clone(), options);
+    wait_until(LIMIT, "no row left pending", || async {
+        writer.stats().await.unwrap().pending == 0
+    })
+    .await;
+    running.stop().await;
+
+    let received = receive_ids(&mut queue, 6_000, QUIET).await;
+    let extra = receive_ids(&mut queue, 1, Duration::from_secs(1)).await;
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for id in received.iter().chain(&extra) {
+        *seen.entry(id.as_str()).or_default() += 1;
+    }
+    assert_eq!(received.len(), 6_000);
+    assert!(extra.is_empty(), "a duplicate arrived: {extra:?}");
+    assert!(ids.iter().all(|id| seen.get(id.as_str()) == Some(&1)));
+    assert_eq!(writer.stats().await.unwrap().published, 6_000);
+
+    queue.close().await;
+    bus.delete_exchange(&exchange).await.unwrap();
+    bus.close().await;
     db.close().await;
 }
 

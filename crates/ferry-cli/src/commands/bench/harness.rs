@@ -224,10 +224,12 @@ pub struct Harness {
 
 impl Harness {
     /// Connects ferry and lapin to the broker and, when `database` is given, creates the
-    /// run's database on that server.
+    /// run's database on that server. ferry's publisher gets at least `publisher_channels`
+    /// confirm channels (one for each relay batch in flight).
     pub async fn open(
         global: &Global,
         database: Option<PgConnectOptions>,
+        publisher_channels: usize,
     ) -> Result<Self, CliError> {
         let names = Names::random();
         let url = redact_url(&global.amqp_url);
@@ -237,6 +239,11 @@ impl Harness {
             .with_source(super::event::SOURCE)
             .with_dead_letter_exchange(names.dead_letter_exchange.clone())
             .with_connect_timeout(Duration::from_secs(10));
+        let options = if publisher_channels > options.publisher_channels() {
+            options.with_publisher_channels(publisher_channels)
+        } else {
+            options
+        };
         let bus = RabbitMq::connect(options)
             .await
             .map_err(|e| CliError::Runtime(format!("cannot reach RabbitMQ at {url}: {e}")))?;

@@ -118,6 +118,10 @@ pub struct BenchArgs {
     /// Rows the outbox relay claims and publishes per batch [default: the relay's default].
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=10_000))]
     pub relay_batch_size: Option<u16>,
+    /// Batches the outbox relay publishes at once [default: the relay's default]; ferry's
+    /// publisher gets as many confirm channels.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub relay_batches_in_flight: Option<u16>,
 }
 
 /// One scenario: a ferry side and a baseline side, run alternately.
@@ -226,6 +230,7 @@ impl Plan {
             mandatory: true,
             consumer_concurrency: self.concurrency,
             relay_batch_size: self.relay.batch_size,
+            relay_batches_in_flight: self.relay.batches_in_flight,
             end_to_end_events: self.end_to_end_events(),
             end_to_end_rate_per_s: end_to_end::RATE_PER_S,
             mediator_iterations: MEDIATOR_ITERATIONS,
@@ -323,6 +328,9 @@ pub async fn run(global: &Global, args: BenchArgs) -> CliResult {
             batch_size: args
                 .relay_batch_size
                 .map_or(RelayOptions::default().batch_size, usize::from),
+            batches_in_flight: args
+                .relay_batches_in_flight
+                .map_or(RelayOptions::default().batches_in_flight, usize::from),
             ..RelayOptions::default()
         },
         scenarios,
@@ -333,7 +341,7 @@ pub async fn run(global: &Global, args: BenchArgs) -> CliResult {
     } else {
         None
     };
-    let harness = Harness::open(global, database).await?;
+    let harness = Harness::open(global, database, plan.relay.batches_in_flight).await?;
     eprintln!(
         "bench: exchange {}, database {}{}",
         harness.names.exchange,

@@ -192,6 +192,8 @@ pub struct Settings {
     pub consumer_concurrency: usize,
     /// Rows the outbox relay claims per batch.
     pub relay_batch_size: usize,
+    /// Batches the relay publishes at once.
+    pub relay_batches_in_flight: usize,
     /// Events of one end-to-end round.
     pub end_to_end_events: u64,
     /// The pace of the end-to-end scenario.
@@ -490,7 +492,7 @@ impl Report {
         let _ = write!(
             out,
             "\npeak RSS: {:.1} MB\nsettings: {} messages x {} rounds, {}-byte bodies, {} publishes in flight, \
-             prefetch {}, persistent, confirms, consumer concurrency {}, relay batch {}; \
+             prefetch {}, persistent, confirms, consumer concurrency {}, relay batch {} ({} at once); \
              {} CPUs ({}), {} build\n",
             self.peak_rss_mb,
             thousands(st.messages as f64),
@@ -500,6 +502,7 @@ impl Report {
             st.prefetch,
             st.consumer_concurrency,
             st.relay_batch_size,
+            st.relay_batches_in_flight,
             st.machine.cpus,
             st.machine.cpu_model,
             st.machine.build
