@@ -257,3 +257,50 @@ async fn run_retention_removes_records_past_the_retention() {
     task.await.unwrap();
     db.close().await;
 }
+
+/// Many handlers at once, as a busy consumer has them: four copies of each of 100 messages
+/// for each of two consumers recorded concurrently (the PostgreSQL inbox groups such calls
+/// into one statement): exactly one copy of each records it, and lookups see every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inbox_calls_record_each_message_once_per_consumer() {
+    let db = TestDb::new().await;
+    let inbox = SqlInbox::new(db.pool.clone());
+    let mut calls = tokio::task::JoinSet::new();
+    for copy in 0..4 {
+        for consumer in ["orders", "billing"] {
+            for n in 0..100 {
+                let inbox = inbox.clone();
+                calls.spawn(async move {
+                    let id = format!("m-{n}");
+                    if copy == 0 {
+                        assert!(!inbox.is_processed("nobody", &id).await.unwrap());
+                    }
+                    let recorded = inbox.mark_processed(consumer, &id).await.unwrap();
+                    (consumer, id, recorded)
+                });
+            }
+        }
+    }
+    let mut recorded = std::collections::HashMap::new();
+    while let Some(call) = calls.join_next().await {
+        let (consumer, id, fresh) = call.unwrap();
+        *recorded.entry((consumer, id)).or_insert(0) += usize::from(fresh);
+    }
+    assert_eq!(recorded.len(), 200);
+    assert!(
+        recorded.values().all(|&n| n == 1),
+        "each message recorded by exactly one copy: {recorded:?}"
+    );
+    for consumer in ["orders", "billing"] {
+        for n in 0..100 {
+            assert!(
+                inbox
+                    .is_processed(consumer, &format!("m-{n}"))
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+    assert!(!inbox.is_processed("orders", "m-100").await.unwrap());
+    db.close().await;
+}

@@ -180,7 +180,7 @@ impl Scenario for Consume {
     fn sides(&self) -> (&'static str, &'static str) {
         if self.inbox {
             (
-                "ferry consumer with the PostgreSQL inbox (lookup + record per message), no-op handler, prefetch 200",
+                "ferry consumer with the PostgreSQL inbox (a lookup and a record per message, grouped across concurrent handlers), no-op handler, prefetch 200",
                 "raw lapin: basic.consume, prefetch 200, ack each delivery",
             )
         } else {

@@ -1,10 +1,17 @@
 //! The PostgreSQL inbox: which messages each consumer has processed.
 
-use std::time::Duration;
+mod grouped;
+
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use ferry_core::{Inbox, InboxError, MessageContext};
 use sqlx::{PgConnection, PgPool};
+
+use grouped::Grouped;
 
 /// How long records are kept by default: a week.
 const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -20,7 +27,9 @@ fn inbox_error(e: sqlx::Error) -> InboxError {
 /// - as the consumer's [`Inbox`] (`bus.consumer(..).inbox(Arc::new(inbox))`): the pipeline skips
 ///   messages already recorded and records each one after its handler succeeded. Simple, but the
 ///   record is a write of its own: a crash between the handler's commit and the record lets a
-///   redelivery run the handler again.
+///   redelivery run the handler again. The lookups and records that concurrent handlers make at
+///   the same moment go to the database as one statement each (a lone one at once), so a busy
+///   consumer pays one round trip and one commit for many messages.
 /// - inside the handler's transaction with [`PgInbox::try_insert`] (exactly once in effect): the
 ///   handler's writes, its inbox row and the events it adds to the outbox commit together, or
 ///   none do. A copy handled at the same moment waits on the inbox row's key until the first
@@ -63,6 +72,8 @@ pub struct PgInbox {
     pool: PgPool,
     cleanup_batch: i64,
     retention: Duration,
+    /// The grouped lookups and records, started at the first call (clones share them).
+    grouped: Arc<OnceLock<Grouped>>,
 }
 
 impl PgInbox {
@@ -72,6 +83,7 @@ impl PgInbox {
             pool,
             cleanup_batch: 1000,
             retention: DEFAULT_RETENTION,
+            grouped: Arc::default(),
         }
     }
 
@@ -117,6 +129,13 @@ impl PgInbox {
             .await
     }
 
+    /// The grouped calls, started on the current runtime at the first call. Should their tasks
+    /// be gone (the runtime that started them stopped), the calls go to the database one by
+    /// one.
+    fn grouped(&self) -> &Grouped {
+        self.grouped.get_or_init(|| Grouped::start(&self.pool))
+    }
+
     /// Deletes records processed more than `age` ago, in bounded batches; returns how many.
     /// Keep records longer than a message can be redelivered (retries, replays from the
     /// dead-letter queue): a week is a safe default.
@@ -151,6 +170,9 @@ impl PgInbox {
 #[async_trait]
 impl Inbox for PgInbox {
     async fn is_processed(&self, consumer: &str, message_id: &str) -> Result<bool, InboxError> {
+        if let Some(answer) = self.grouped().is_processed(consumer, message_id).await {
+            return answer;
+        }
         let found: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM ferry_inbox WHERE consumer = $1 AND message_id = $2")
                 .bind(consumer)
@@ -162,6 +184,9 @@ impl Inbox for PgInbox {
     }
 
     async fn mark_processed(&self, consumer: &str, message_id: &str) -> Result<bool, InboxError> {
+        if let Some(answer) = self.grouped().mark_processed(consumer, message_id).await {
+            return answer;
+        }
         let mut conn = self.pool.acquire().await.map_err(inbox_error)?;
         self.try_insert(&mut conn, consumer, message_id).await
     }
