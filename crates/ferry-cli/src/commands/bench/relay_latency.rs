@@ -63,8 +63,17 @@ pub struct RelayLatency {
     pub broker: Latency,
 }
 
-/// When each message's confirm came back, by message id.
-pub type ConfirmTimes = Arc<Mutex<HashMap<String, Instant>>>;
+/// When each message was handed to the publisher and when its confirm came back.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    /// `publish_messages` was called with it (the relay had claimed it).
+    pub handed: Instant,
+    /// Its confirm came back.
+    pub confirmed: Instant,
+}
+
+/// [`Sent`] times by message id.
+pub type ConfirmTimes = Arc<Mutex<HashMap<String, Sent>>>;
 
 /// A publisher that notes when each message's confirm came back.
 pub struct ConfirmClock<P> {
@@ -79,7 +88,7 @@ impl<P> ConfirmClock<P> {
     }
 
     /// A copy of the times noted so far.
-    pub fn times(confirmed: &ConfirmTimes) -> HashMap<String, Instant> {
+    pub fn times(confirmed: &ConfirmTimes) -> HashMap<String, Sent> {
         confirmed.lock().map(|c| c.clone()).unwrap_or_default()
     }
 }
@@ -92,11 +101,18 @@ impl<P: Publisher> Publisher for ConfirmClock<P> {
 
     async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
         let id = message.id().to_owned();
+        let handed = Instant::now();
         let published = self.inner.publish_message(message).await;
         if published.is_ok() {
             let now = Instant::now();
             if let Ok(mut confirmed) = self.confirmed.lock() {
-                confirmed.insert(id, now);
+                confirmed.insert(
+                    id,
+                    Sent {
+                        handed,
+                        confirmed: now,
+                    },
+                );
             }
         }
         published
@@ -107,12 +123,19 @@ impl<P: Publisher> Publisher for ConfirmClock<P> {
         messages: Vec<OutgoingMessage>,
     ) -> Vec<Result<(), PublishError>> {
         let ids: Vec<String> = messages.iter().map(|m| m.id().to_owned()).collect();
+        let handed = Instant::now();
         let results = self.inner.publish_messages(messages).await;
         let now = Instant::now();
         if let Ok(mut confirmed) = self.confirmed.lock() {
             for (id, result) in ids.into_iter().zip(&results) {
                 if result.is_ok() {
-                    confirmed.insert(id, now);
+                    confirmed.insert(
+                        id,
+                        Sent {
+                            handed,
+                            confirmed: now,
+                        },
+                    );
                 }
             }
         }
@@ -252,7 +275,7 @@ impl RelayLatencyBench {
             .map(|(id, at)| {
                 confirmed
                     .get(id)
-                    .map(|c| nanos(c.saturating_duration_since(*at)))
+                    .map(|c| nanos(c.confirmed.saturating_duration_since(*at)))
                     .ok_or_else(|| {
                         CliError::Runtime(format!("relay latency: event {id} was not confirmed"))
                     })
