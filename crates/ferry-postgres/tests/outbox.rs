@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use backend::*;
 use common::*;
-use ferry_core::RelayOptions;
+use ferry_core::{OutboxStore, RelayOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_wakes_the_relay_through_listen_notify() {
@@ -45,5 +45,140 @@ async fn a_commit_wakes_the_relay_through_listen_notify() {
         .await;
     }
     relay.stop().await;
+    db.close().await;
+}
+
+/// Who holds a row's lease (`locked_by`), read on `conn`.
+async fn leased_to(conn: &mut sqlx::PgConnection, id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT locked_by FROM ferry_outbox WHERE id = $1")
+        .bind(id)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// An `OutboxTransaction` hands its events to the relay running on the same outbox: the row is
+/// leased to that relay from its insert (no other relay can take it), and the relay publishes
+/// it at once, though it polls once a minute. A partitioned event takes the table's way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbox_transaction_hands_its_events_to_the_relay_on_the_same_outbox() {
+    let db = TestDb::new().await;
+    let outbox = Outbox::new(db.pool.clone());
+    // No relay has claimed yet: nothing is handed over.
+    let mut tx = outbox.begin().await.unwrap();
+    let before = tx.add(&ItemAdded::new(0)).await.unwrap();
+    assert_eq!(leased_to(&mut tx, &before).await, None);
+    tx.rollback().await.unwrap();
+
+    let publisher = RecordingPublisher::new();
+    let relay = RunningRelay::spawn(
+        outbox.clone(),
+        publisher.clone(),
+        RelayOptions {
+            poll_interval: Duration::from_secs(60),
+            ..fast_relay()
+        },
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let mut tx = outbox.begin().await.unwrap();
+        let id = tx.add(&ItemAdded::new(n)).await.unwrap();
+        assert_eq!(
+            leased_to(&mut tx, &id).await.as_deref(),
+            Some(outbox.relay_id())
+        );
+        let mut keyed = ItemAdded::new(n + 100);
+        keyed.partition = Some("p".into());
+        let keyed_id = tx
+            .add_with(
+                &keyed,
+                ferry_core::PublishOptions {
+                    partition_key: Some("p".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(leased_to(&mut tx, &keyed_id).await, None);
+        tx.commit().await.unwrap();
+        ids.push(id);
+        wait_until(
+            Duration::from_secs(30),
+            "the handed event is published",
+            || async { publisher.count() as u64 == 2 * n },
+        )
+        .await;
+    }
+    relay.stop().await;
+    for id in &ids {
+        assert_eq!(status_of(&db.pool, id).await, ("published".into(), 0));
+    }
+    // The rolled-back event never existed.
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ferry_outbox WHERE id = $1")
+        .bind(&before)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    db.close().await;
+}
+
+/// The process that committed a handed event dies before its relay publishes it: no other
+/// relay takes the row while its lease lasts, and once it runs out another relay claims it
+/// from the table. Nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_event_whose_process_died_is_claimed_from_the_table_when_its_lease_runs_out() {
+    let db = TestDb::new().await;
+    let dying = Outbox::new(db.pool.clone());
+    // Its relay claims once (with a short lease), so events are handed to it.
+    assert!(
+        dying
+            .claim(10, Duration::from_millis(800))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut tx = dying.begin().await.unwrap();
+    let id = tx.add(&ItemAdded::new(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    drop(dying);
+
+    let other = Outbox::new(db.other_pool(2).await);
+    assert!(
+        other
+            .claim(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to the dead process's relay"
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let claimed = other.claim(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, id);
+    db.close().await;
+}
+
+/// A handed event the relay takes only after a quarter of its lease (a backlog, a slow
+/// commit) is left to the table: the relay's lease checks count from its claim, so the
+/// lease must be nearly whole. It is claimed from the table once the lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handed_event_taken_late_is_left_to_the_table() {
+    let db = TestDb::new().await;
+    let outbox = Outbox::new(db.pool.clone());
+    let lease = Duration::from_millis(800);
+    assert!(outbox.claim(10, lease).await.unwrap().is_empty());
+    let mut tx = outbox.begin().await.unwrap();
+    let id = tx.add(&ItemAdded::new(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    tokio::time::sleep(lease / 4 + Duration::from_millis(50)).await;
+    assert!(outbox.claim(10, lease).await.unwrap().is_empty());
+    tokio::time::sleep(lease).await;
+    let claimed = outbox.claim(10, lease).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        [id.as_str()]
+    );
     db.close().await;
 }

@@ -1,24 +1,32 @@
 //! The PostgreSQL outbox: adding events inside the caller's transaction, and the options.
 
 mod admin;
+mod handoff;
 mod store;
+mod transaction;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use ferry_core::{
-    IntegrationEvent, OutboxError, OutboxRecord, OutgoingMessage, PublishOptions,
+    IntegrationEvent, OutboxError, OutboxMessage, OutboxRecord, OutgoingMessage, PublishOptions,
     outbox::OutboxOptions,
 };
 use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::{db_error, wakeup::Wakeup};
+use handoff::Handoff;
+pub use transaction::OutboxTransaction;
 
-/// Stops the listener task when the last clone of the outbox is dropped.
+/// Shared by the clones of an outbox. Stops the listener task when the last clone is dropped.
 #[derive(Debug)]
 struct Shared {
     wakeup: Arc<Wakeup>,
     stop: CancellationToken,
+    handoff: Handoff,
 }
 
 impl Drop for Shared {
@@ -72,6 +80,7 @@ impl PgOutbox {
             shared: Arc::new(Shared {
                 wakeup: Arc::new(Wakeup::default()),
                 stop: CancellationToken::new(),
+                handoff: Handoff::default(),
             }),
         }
     }
@@ -146,7 +155,20 @@ impl PgOutbox {
         options: PublishOptions,
     ) -> Result<String, OutboxError> {
         let row = OutboxRecord::from_event(event, options, self.source.as_deref())?;
-        insert(conn, row).await
+        insert(conn, row, None).await
+    }
+
+    /// Begins a transaction whose events go to this process's relay the moment it commits:
+    /// see [`OutboxTransaction`].
+    pub async fn begin(&self) -> Result<OutboxTransaction, OutboxError> {
+        let tx = self.pool.begin().await.map_err(db_error)?;
+        Ok(self.transaction(tx))
+    }
+
+    /// Makes a transaction you began (on any pool of this database) an [`OutboxTransaction`]
+    /// of this outbox.
+    pub fn transaction(&self, tx: sqlx::Transaction<'static, sqlx::Postgres>) -> OutboxTransaction {
+        OutboxTransaction::new(tx, self.clone())
     }
 
     /// Adds a message that is already encoded (its `message_id` is the row's id) in the
@@ -158,7 +180,7 @@ impl PgOutbox {
         partition_key: Option<String>,
     ) -> Result<String, OutboxError> {
         let row = OutboxRecord::from_message(message, partition_key)?;
-        insert(conn, row).await
+        insert(conn, row, None).await
     }
 
     /// Starts listening for notifications now rather than at the relay's first wait.
@@ -171,13 +193,30 @@ impl PgOutbox {
     fn wakeup(&self) -> &Wakeup {
         &self.shared.wakeup
     }
+
+    fn handoff(&self) -> &Handoff {
+        &self.shared.handoff
+    }
+
+    /// Hands committed rows to the relay and wakes it.
+    fn hand(&self, rows: Vec<OutboxMessage>, leased_at: Instant) {
+        self.handoff().hand(rows, leased_at);
+        self.wakeup().bump();
+    }
 }
 
-async fn insert(conn: &mut PgConnection, row: OutboxRecord) -> Result<String, OutboxError> {
+/// Inserts a row; `leased` to a relay (the lease, the relay's id) when it will be handed over.
+async fn insert(
+    conn: &mut PgConnection,
+    row: OutboxRecord,
+    leased: Option<(Duration, &str)>,
+) -> Result<String, OutboxError> {
     let result = sqlx::query(
         "INSERT INTO ferry_outbox \
-         (id, event_type, exchange, routing_key, properties, headers, body, partition_key) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         (id, event_type, exchange, routing_key, properties, headers, body, partition_key, \
+          locked_until, locked_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+                 clock_timestamp() + $9 * interval '1 millisecond', $10)",
     )
     .bind(&row.id)
     .bind(&row.event_type)
@@ -187,6 +226,8 @@ async fn insert(conn: &mut PgConnection, row: OutboxRecord) -> Result<String, Ou
     .bind(&row.headers)
     .bind(&row.body)
     .bind(&row.partition_key)
+    .bind(leased.map(|(lease, _)| lease.as_secs_f64() * 1000.0))
+    .bind(leased.map(|(_, relay)| relay))
     .execute(conn)
     .await;
     match result {

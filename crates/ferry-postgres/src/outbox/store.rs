@@ -95,6 +95,14 @@ impl OutboxStore for PgOutbox {
         lease: Duration,
     ) -> Result<Vec<OutboxMessage>, OutboxError> {
         self.wakeup().claim_started();
+        let handed = self.handoff().take(limit.max(1), lease);
+        if !handed.is_empty() {
+            tracing::debug!(
+                rows = handed.len(),
+                "took outbox rows handed over at commit"
+            );
+            return Ok(handed);
+        }
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         let rows = sqlx::query(CLAIM)
             .bind(limit)

@@ -156,13 +156,13 @@ async fn commit_one(
     let failed = |e: &dyn std::fmt::Display| {
         CliError::Runtime(format!("end_to_end: cannot add to the outbox: {e}"))
     };
-    let mut tx = pool.begin().await.map_err(|e| failed(&e))?;
+    let mut tx = outbox.transaction(pool.begin().await.map_err(|e| failed(&e))?);
     let options = PublishOptions {
         routing_key: Some(FERRY_KEY.to_owned()),
         ..PublishOptions::default()
     };
-    let id = outbox
-        .add_with(&mut tx, &BenchEvent::new(seq), options)
+    let id = tx
+        .add_with(&BenchEvent::new(seq), options)
         .await
         .map_err(|e| failed(&e))?;
     tx.commit().await.map_err(|e| failed(&e))?;
@@ -288,8 +288,9 @@ impl Scenario for EndToEnd {
         let sent = ConfirmClock::<()>::times(&confirmed);
         let ids = ids.lock().map(|ids| ids.clone()).unwrap_or_default();
         let (mut pickup, mut delivery, mut confirm) = (Vec::new(), Vec::new(), Vec::new());
-        let since_origin =
-            |at: Instant| u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(0);
+        let since_origin = |at: Instant| {
+            u64::try_from(at.saturating_duration_since(origin).as_nanos()).unwrap_or(0)
+        };
         for (seq, id) in ids {
             let (Some(sent), Ok(i)) = (sent.get(&id), usize::try_from(seq)) else {
                 continue;
@@ -300,9 +301,21 @@ impl Scenario for EndToEnd {
             confirm.push(confirmed.saturating_sub(committed.get(i)));
         }
         for (p50, p99, samples) in [
-            ("commit_to_publish_p50_ms", "commit_to_publish_p99_ms", pickup),
-            ("publish_to_handler_p50_ms", "publish_to_handler_p99_ms", delivery),
-            ("commit_to_confirm_p50_ms", "commit_to_confirm_p99_ms", confirm),
+            (
+                "commit_to_publish_p50_ms",
+                "commit_to_publish_p99_ms",
+                pickup,
+            ),
+            (
+                "publish_to_handler_p50_ms",
+                "publish_to_handler_p99_ms",
+                delivery,
+            ),
+            (
+                "commit_to_confirm_p50_ms",
+                "commit_to_confirm_p99_ms",
+                confirm,
+            ),
         ] {
             let latency = Latency::from_nanos(samples);
             breakdown.insert(p50, latency.p50);

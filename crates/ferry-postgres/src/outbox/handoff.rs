@@ -1,0 +1,90 @@
+//! Events committed in this process, handed straight to the relay running on the same outbox:
+//! no notification round trip and no claim query between a commit and its publish.
+//!
+//! [`crate::OutboxTransaction`] inserts such rows already leased to this outbox's relay (so no
+//! other relay claims them), and hands them over once the commit succeeds; the relay's next
+//! claim takes them from memory. Everything else stays as it was: the row is pending in the
+//! table, the relay marks it published by id, and if this process dies before publishing it,
+//! the lease runs out and any relay claims it from the table. Only rows without a partition
+//! key are handed over (a partition's order is kept by the table's claim), only while a relay
+//! is claiming on this outbox, and at most [`MAX_HANDED`] at a time.
+
+use std::{
+    collections::VecDeque,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use ferry_core::OutboxMessage;
+
+/// The most rows waiting in memory; past it, rows are added the ordinary way.
+const MAX_HANDED: usize = 10_000;
+
+/// How recently a relay must have claimed on this outbox for rows to be handed to it.
+const RELAY_ALIVE: Duration = Duration::from_secs(5);
+
+/// A row handed over, with the moment its lease started.
+#[derive(Debug)]
+struct Handed {
+    message: OutboxMessage,
+    leased_at: Instant,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    rows: VecDeque<Handed>,
+    /// When the relay last claimed, and the lease it asked for.
+    relay: Option<(Instant, Duration)>,
+}
+
+/// The rows committed in this process and not yet taken by the relay.
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    state: Mutex<State>,
+}
+
+impl Handoff {
+    /// The lease to give a row added now, if it can be handed over: a relay has claimed on
+    /// this outbox lately, and there is room.
+    pub fn lease_for_new_row(&self) -> Option<Duration> {
+        let state = self.state.lock().ok()?;
+        let (seen, lease) = state.relay?;
+        (seen.elapsed() < RELAY_ALIVE && state.rows.len() < MAX_HANDED).then_some(lease)
+    }
+
+    /// Hands over rows whose transaction committed (leased at `leased_at`).
+    pub fn hand(&self, rows: Vec<OutboxMessage>, leased_at: Instant) {
+        if rows.is_empty() {
+            return;
+        }
+        if let Ok(mut state) = self.state.lock() {
+            state.rows.extend(
+                rows.into_iter()
+                    .map(|message| Handed { message, leased_at }),
+            );
+        }
+    }
+
+    /// Called at each claim: notes that a relay is claiming with `lease`, and takes up to
+    /// `limit` handed rows. A row whose lease has used more than a quarter is left to the
+    /// table: it is claimed from there once its lease runs out (the relay's checks count a
+    /// lease from its claim, so it must be nearly whole).
+    pub fn take(&self, limit: usize, lease: Duration) -> Vec<OutboxMessage> {
+        let Ok(mut state) = self.state.lock() else {
+            return Vec::new();
+        };
+        state.relay = Some((Instant::now(), lease));
+        let mut taken = Vec::new();
+        while taken.len() < limit {
+            let Some(row) = state.rows.pop_front() else {
+                break;
+            };
+            if row.leased_at.elapsed() < lease / 4 {
+                taken.push(row.message);
+            } else {
+                tracing::debug!(id = %row.message.id, "a handed row waited too long; it is left to the table's claim");
+            }
+        }
+        taken
+    }
+}
