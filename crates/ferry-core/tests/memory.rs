@@ -631,3 +631,65 @@ async fn batches_in_flight_keep_going_while_the_relay_claims() {
         assert!(publisher.most.load(Ordering::SeqCst) > 1);
     }
 }
+
+/// The memory outbox, noting at each claim how many batches the publisher had at that moment.
+#[derive(Clone)]
+struct ClaimsWhilePublishing {
+    inner: MemoryOutbox,
+    publisher: Arc<CountsBatchesAtOnce>,
+    claims_while_publishing: Arc<AtomicU32>,
+}
+
+#[async_trait]
+impl OutboxStore for ClaimsWhilePublishing {
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ferry_core::OutboxMessage>, ferry_core::OutboxError> {
+        if self.publisher.now.load(Ordering::SeqCst) > 0 {
+            self.claims_while_publishing.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.claim(limit, lease).await
+    }
+    async fn mark_published(&self, ids: &[String]) -> Result<(), ferry_core::OutboxError> {
+        self.inner.mark_published(ids).await
+    }
+    async fn mark_failed(
+        &self,
+        failures: &[ferry_core::OutboxFailure],
+    ) -> Result<(), ferry_core::OutboxError> {
+        self.inner.mark_failed(failures).await
+    }
+    async fn release(&self, ids: &[String]) -> Result<(), ferry_core::OutboxError> {
+        self.inner.release(ids).await
+    }
+    async fn stats(&self) -> Result<ferry_core::OutboxStats, ferry_core::OutboxError> {
+        self.inner.stats().await
+    }
+}
+
+/// With one batch unconfirmed at a time, the next batch is still claimed while it publishes,
+/// so that it goes out the moment the broker confirms.
+#[tokio::test]
+async fn the_next_batch_is_claimed_while_one_publishes() {
+    let outbox = MemoryOutbox::new();
+    for n in 0..100 {
+        outbox.add(&OrderCreated { order_id: n }).unwrap();
+    }
+    let publisher = Arc::new(CountsBatchesAtOnce::default());
+    let store = ClaimsWhilePublishing {
+        inner: outbox.clone(),
+        publisher: Arc::clone(&publisher),
+        claims_while_publishing: Arc::default(),
+    };
+    let options = RelayOptions {
+        batch_size: 10,
+        batches_in_flight: 1,
+        ..RelayOptions::default()
+    };
+    let relay = OutboxRelay::new(store.clone(), Arc::clone(&publisher)).with_options(options);
+    assert_eq!(relay.drain().await.unwrap(), 100);
+    assert_eq!(publisher.most.load(Ordering::SeqCst), 1);
+    assert!(store.claims_while_publishing.load(Ordering::SeqCst) >= 5);
+}

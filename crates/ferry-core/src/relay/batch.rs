@@ -1,7 +1,11 @@
 //! One batch: publish the claimed rows, then mark each as the broker answered.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
+use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::{OutboxRelay, RelayBatch, RelayError};
@@ -11,11 +15,14 @@ use crate::{
 };
 
 impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
-    /// Publishes claimed rows and marks them.
+    /// Publishes claimed rows and marks them. With `publishing`, the publish waits for one of
+    /// its permits (the batches that may be unconfirmed at once) and gives it back when the
+    /// broker has answered, before the marks.
     pub(super) async fn relay_rows(
         &self,
         rows: Vec<OutboxMessage>,
         started: Instant,
+        publishing: Option<Arc<Semaphore>>,
     ) -> Result<RelayBatch, RelayError> {
         let mut batch = RelayBatch {
             claimed: rows.len(),
@@ -31,7 +38,12 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         async {
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
             let messages = rows.into_iter().map(|r| r.message).collect();
+            let permit = match &publishing {
+                Some(publishing) => publishing.acquire().await.ok(),
+                None => None,
+            };
             let results = self.publisher.publish_messages(messages).await;
+            drop(permit);
             let mut published = Vec::with_capacity(ids.len());
             let mut failures = Vec::new();
             let mut released = Vec::new();

@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::sync::Arc;
+
 use futures::future::OptionFuture;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::{OutboxError, OutboxMessage, OutboxStore, Publisher, telemetry::metric};
@@ -37,9 +40,11 @@ pub struct RelayOptions {
     /// How often the relay deletes published rows past the store's retention
     /// ([`OutboxStore::remove_expired`]; default 10 min, the first time soon after it starts).
     pub cleanup_interval: Duration,
-    /// Batches published at once (default 2: while the broker confirms one batch and its rows
-    /// are marked, the next is claimed and sent). Each batch takes one of the publisher's
-    /// confirm channels while it is in flight, so more batches than channels only queue.
+    /// Batches unconfirmed at once (default 2: while the broker confirms one batch, the next
+    /// is sent). One more batch is claimed meanwhile, ready to go the moment one is confirmed,
+    /// and confirmed batches are marked while the next ones publish, so the broker always has
+    /// work. Each batch takes one of the publisher's confirm channels while it publishes, so
+    /// more batches than channels only queue.
     pub batches_in_flight: usize,
 }
 
@@ -124,7 +129,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
     pub async fn run_once(&self) -> Result<RelayBatch, RelayError> {
         let started = Instant::now();
         let rows = self.claim().await?;
-        self.relay_rows(rows, started).await
+        self.relay_rows(rows, started, None).await
     }
 
     async fn claim(&self) -> Result<Vec<OutboxMessage>, OutboxError> {
@@ -155,7 +160,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                     claim = None;
                     match rows {
                         Ok(rows) if rows.is_empty() => exhausted = true,
-                        Ok(rows) => pipeline.start(self.relay_claimed(rows, claimed_at)),
+                        Ok(rows) => {
+                            let publishing = pipeline.publishing();
+                            pipeline.start(self.relay_claimed(rows, claimed_at, publishing));
+                        }
                         Err(e) => failed = Some(e.into()),
                     }
                 }
@@ -236,7 +244,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                     claim = None;
                     match rows {
                         Ok(rows) if rows.is_empty() => idle = true,
-                        Ok(rows) => pipeline.start(self.relay_claimed(rows, claimed_at)),
+                        Ok(rows) => {
+                            let publishing = pipeline.publishing();
+                            pipeline.start(self.relay_claimed(rows, claimed_at, publishing));
+                        }
                         Err(e) => {
                             tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "outbox relay claim failed");
                             pause = true;
@@ -310,9 +321,13 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         &self,
         rows: Vec<OutboxMessage>,
         claimed_at: Instant,
+        publishing: Arc<Semaphore>,
     ) -> (Instant, impl Future<Output = pipeline::Finished> + '_) {
         (claimed_at, async move {
-            (claimed_at, self.relay_rows(rows, claimed_at).await)
+            (
+                claimed_at,
+                self.relay_rows(rows, claimed_at, Some(publishing)).await,
+            )
         })
     }
 

@@ -1,20 +1,25 @@
 //! The batches a relay has in flight: how many, and whether another claim is safe.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use futures::{StreamExt, stream::FuturesUnordered};
+use tokio::sync::Semaphore;
 
 use super::{RelayBatch, RelayError, RelayOptions};
 
 /// What a batch in flight resolves to: the instant its rows were claimed, and its outcome.
 pub(super) type Finished = (Instant, Result<RelayBatch, RelayError>);
 
-/// Up to [`RelayOptions::batches_in_flight`] batches being published at once.
+/// The relay's batches: up to [`RelayOptions::batches_in_flight`] being published (holding a
+/// permit of `publishing`), and one more claimed and waiting for a permit; batches whose
+/// publish is over are being marked.
 pub(super) struct Pipeline<F> {
     options: RelayOptions,
     batches: FuturesUnordered<F>,
     /// When each batch in flight was claimed.
     claimed: Vec<Instant>,
+    /// A permit for each batch that may be unconfirmed at once.
+    publishing: Arc<Semaphore>,
 }
 
 impl<F: Future<Output = Finished>> Pipeline<F> {
@@ -23,15 +28,22 @@ impl<F: Future<Output = Finished>> Pipeline<F> {
             options,
             batches: FuturesUnordered::new(),
             claimed: Vec::new(),
+            publishing: Arc::new(Semaphore::new(options.batches_in_flight.max(1))),
         }
     }
 
-    /// Whether the relay may claim another batch now: there is room, and every batch in
+    /// The permits a batch's publish takes one of.
+    pub fn publishing(&self) -> Arc<Semaphore> {
+        Arc::clone(&self.publishing)
+    }
+
+    /// Whether the relay may claim another batch now: there is room (a batch more than may
+    /// publish at once, counting those being marked), and every batch in
     /// flight still has at least half its lease. A batch that has used more (a broker
     /// blocking publishes, say) holds the claims back until it finishes: a claim made while
     /// its lease runs out would take its rows a second time.
     pub fn may_claim(&self) -> bool {
-        self.batches.len() < self.options.batches_in_flight.max(1)
+        self.batches.len() < self.options.batches_in_flight.max(1) + 1
             && self
                 .claimed
                 .iter()
