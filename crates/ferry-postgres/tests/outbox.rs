@@ -161,20 +161,25 @@ async fn a_handed_event_whose_process_died_is_claimed_from_the_table_when_its_le
 }
 
 /// A handed event the relay takes only after a quarter of its lease (a backlog, a slow
-/// commit) is left to the table: the relay's lease checks count from its claim, so the
-/// lease must be nearly whole. It is claimed from the table once the lease runs out.
+/// commit) is given back to the table: the relay's lease checks count from its claim, so a
+/// handed lease must be nearly whole. The claim that finds it stale gives its lease back and
+/// takes it from the table, at once rather than when the lease runs out.
+/// Meanwhile, with a handed row waiting that long, new rows are not handed over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_handed_event_taken_late_is_left_to_the_table() {
+async fn a_handed_event_taken_late_is_given_back_to_the_table() {
     let db = TestDb::new().await;
     let outbox = Outbox::new(db.pool.clone());
-    let lease = Duration::from_millis(800);
+    let lease = Duration::from_secs(4);
     assert!(outbox.claim(10, lease).await.unwrap().is_empty());
     let mut tx = outbox.begin().await.unwrap();
     let id = tx.add(&ItemAdded::new(1)).await.unwrap();
     tx.commit().await.unwrap();
-    tokio::time::sleep(lease / 4 + Duration::from_millis(50)).await;
-    assert!(outbox.claim(10, lease).await.unwrap().is_empty());
-    tokio::time::sleep(lease).await;
+    tokio::time::sleep(lease / 4 + Duration::from_millis(100)).await;
+    // The relay is behind: a new row takes the table's way.
+    let mut tx = outbox.begin().await.unwrap();
+    let later = tx.add(&ItemAdded::new(2)).await.unwrap();
+    assert_eq!(leased_to(&mut tx, &later).await, None);
+    tx.rollback().await.unwrap();
     let claimed = outbox.claim(10, lease).await.unwrap();
     assert_eq!(
         claimed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),

@@ -7,7 +7,7 @@
 //! table, the relay marks it published by id, and if this process dies before publishing it,
 //! the lease runs out and any relay claims it from the table. Only rows without a partition
 //! key are handed over (a partition's order is kept by the table's claim), only while a relay
-//! is claiming on this outbox, and at most [`MAX_HANDED`] at a time.
+//! is claiming on this outbox and keeping up, and at most [`MAX_HANDED`] at a time.
 
 use std::{
     collections::VecDeque,
@@ -45,11 +45,17 @@ pub(crate) struct Handoff {
 
 impl Handoff {
     /// The lease to give a row added now, if it can be handed over: a relay has claimed on
-    /// this outbox lately, and there is room.
+    /// this outbox lately, there is room, and the relay is keeping up (the oldest row waiting
+    /// has used less than an eighth of its lease).
     pub fn lease_for_new_row(&self) -> Option<Duration> {
         let state = self.state.lock().ok()?;
         let (seen, lease) = state.relay?;
-        (seen.elapsed() < RELAY_ALIVE && state.rows.len() < MAX_HANDED).then_some(lease)
+        let keeping_up = state
+            .rows
+            .front()
+            .is_none_or(|oldest| oldest.leased_at.elapsed() < lease / 8);
+        (seen.elapsed() < RELAY_ALIVE && state.rows.len() < MAX_HANDED && keeping_up)
+            .then_some(lease)
     }
 
     /// Hands over rows whose transaction committed (leased at `leased_at`).
@@ -66,25 +72,35 @@ impl Handoff {
     }
 
     /// Called at each claim: notes that a relay is claiming with `lease`, and takes up to
-    /// `limit` handed rows. A row whose lease has used more than a quarter is left to the
-    /// table: it is claimed from there once its lease runs out (the relay's checks count a
-    /// lease from its claim, so it must be nearly whole).
-    pub fn take(&self, limit: usize, lease: Duration) -> Vec<OutboxMessage> {
+    /// `limit` handed rows. A row whose lease has used more than a quarter is not taken (the
+    /// relay's checks count a lease from its claim, so it must be nearly whole): its id is
+    /// returned with the stale ones, for the caller to give its lease back so that the table's
+    /// claim takes it at once.
+    pub fn take(&self, limit: usize, lease: Duration) -> Taken {
+        let mut taken = Taken::default();
         let Ok(mut state) = self.state.lock() else {
-            return Vec::new();
+            return taken;
         };
         state.relay = Some((Instant::now(), lease));
-        let mut taken = Vec::new();
-        while taken.len() < limit {
+        while taken.rows.len() < limit {
             let Some(row) = state.rows.pop_front() else {
                 break;
             };
             if row.leased_at.elapsed() < lease / 4 {
-                taken.push(row.message);
+                taken.rows.push(row.message);
             } else {
-                tracing::debug!(id = %row.message.id, "a handed row waited too long; it is left to the table's claim");
+                taken.stale.push(row.message.id);
             }
         }
         taken
     }
+}
+
+/// What a claim takes from the hand-off.
+#[derive(Debug, Default)]
+pub(crate) struct Taken {
+    /// Rows to publish.
+    pub rows: Vec<OutboxMessage>,
+    /// Rows that waited too long: their lease goes back to the table.
+    pub stale: Vec<String>,
 }

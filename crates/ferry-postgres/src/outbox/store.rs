@@ -96,12 +96,19 @@ impl OutboxStore for PgOutbox {
     ) -> Result<Vec<OutboxMessage>, OutboxError> {
         self.wakeup().claim_started();
         let handed = self.handoff().take(limit.max(1), lease);
-        if !handed.is_empty() {
+        if !handed.stale.is_empty() {
             tracing::debug!(
-                rows = handed.len(),
+                rows = handed.stale.len(),
+                "rows handed over at commit waited too long; their lease goes back to the table"
+            );
+            self.release(&handed.stale).await?;
+        }
+        if !handed.rows.is_empty() {
+            tracing::debug!(
+                rows = handed.rows.len(),
                 "took outbox rows handed over at commit"
             );
-            return Ok(handed);
+            return Ok(handed.rows);
         }
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
         let rows = sqlx::query(CLAIM)
