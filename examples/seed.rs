@@ -149,7 +149,8 @@ impl RequestHandler<CreateOrderCommand> for CreateOrderCommandHandler {
         ctx: RequestContext,
     ) -> Result<String, Self::Error> {
         let order = new_order(command);
-        let mut tx = self.pool.begin().await?;
+        // The outbox's view of the transaction: once it commits, the relay is told at once.
+        let mut tx = self.outbox.transaction(self.pool.begin().await?);
         sqlx::query(
             "INSERT INTO seed_orders (id, customer_email, total_amount) VALUES ($1, $2, $3)",
         )
@@ -159,9 +160,7 @@ impl RequestHandler<CreateOrderCommand> for CreateOrderCommandHandler {
         .execute(&mut *tx)
         .await?;
         // Add to outbox (same transaction)
-        self.outbox
-            .add_with(&mut *tx, &order, ctx.publish_options())
-            .await?;
+        tx.add_with(&order, ctx.publish_options()).await?;
         // Save everything atomically
         tx.commit().await?;
         Ok(order.order_id)

@@ -81,7 +81,7 @@ pub use ferry_core::OutboxRow;
 pub use ferry_core::outbox::{OutboxOptions, RetryOutcome};
 pub use inbox::SqliteInbox;
 pub use migrate::{MIGRATIONS_TABLE, MigrateError, migrate};
-pub use outbox::SqliteOutbox;
+pub use outbox::{OutboxTransaction, SqliteOutbox};
 
 /// The sqlx this crate is built on (use it to make the pool and transactions).
 pub use sqlx;

@@ -63,7 +63,9 @@ macro_rules! demo_db {
                 order: &OrderCreated,
                 options: PublishOptions,
             ) -> anyhow::Result<()> {
-                let mut tx = self.pool.begin().await?;
+                // The outbox's transaction: once it commits, its event goes to the relay at
+                // once (on PostgreSQL handed over without a claim).
+                let mut tx = self.outbox.begin().await?;
                 sqlx::query(sql::INSERT_ORDER)
                     .bind(&order.order_id)
                     .bind(&order.customer_email)
@@ -79,7 +81,7 @@ macro_rules! demo_db {
                         .execute(&mut *tx)
                         .await?;
                 }
-                self.outbox.add_with(&mut *tx, order, options).await?;
+                tx.add_with(order, options).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -89,7 +91,7 @@ macro_rules! demo_db {
                 event: &OrderCreated,
                 ctx: &MessageContext,
             ) -> Result<bool, HandlerError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.outbox.begin().await?;
                 if !self
                     .inbox
                     .try_insert(&mut *tx, ctx.consumer(), ctx.message_id())
@@ -118,8 +120,7 @@ macro_rules! demo_db {
                     order_id: event.order_id.clone(),
                     items: event.items.clone(),
                 };
-                self.outbox
-                    .add_with(&mut *tx, &reserved, PublishOptions::caused_by(ctx))
+                tx.add_with(&reserved, PublishOptions::caused_by(ctx))
                     .await?;
                 tx.commit().await?;
                 Ok(true)

@@ -2,6 +2,7 @@
 
 mod admin;
 mod store;
+mod transaction;
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,6 +13,7 @@ use ferry_core::{
 use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::{db_error, now_ms, wakeup::Wakeup};
+pub use transaction::OutboxTransaction;
 
 /// The SQLite transactional outbox: add events in your transaction; run
 /// [`ferry_core::OutboxRelay`] on it to publish them.
@@ -143,6 +145,18 @@ impl SqliteOutbox {
     ) -> Result<String, OutboxError> {
         let row = OutboxRecord::from_message(message, partition_key)?;
         self.insert(conn, row).await
+    }
+
+    /// Begins a transaction that adds events and wakes this process's relays once it
+    /// commits: see [`OutboxTransaction`].
+    pub async fn begin(&self) -> Result<OutboxTransaction, OutboxError> {
+        let tx = self.pool.begin().await.map_err(crate::db_error)?;
+        Ok(self.transaction(tx))
+    }
+
+    /// Makes a transaction you began an [`OutboxTransaction`] of this outbox.
+    pub fn transaction(&self, tx: sqlx::Transaction<'static, sqlx::Sqlite>) -> OutboxTransaction {
+        OutboxTransaction::new(tx, self.clone())
     }
 
     /// Wakes the relays of this process at once (e.g. right after a commit).
