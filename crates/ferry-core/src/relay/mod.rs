@@ -139,8 +139,8 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
     }
 
     /// Publishes until no row is due (or the store fails); returns the rows published. Up to
-    /// [`RelayOptions::batches_in_flight`] batches are published at once, the next claim
-    /// running meanwhile. A failed batch stops the claims; the batches already in flight are
+    /// [`RelayOptions::batches_in_flight`] batches are unconfirmed at once, the next one
+    /// claimed meanwhile. A failed batch stops the claims; the batches already in flight are
     /// finished before the error is returned.
     pub async fn drain(&self) -> Result<usize, RelayError> {
         let mut pipeline = Pipeline::new(self.options);
@@ -183,8 +183,8 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
 
     /// Runs until `shutdown` is cancelled; the batches in flight are finished first.
     ///
-    /// Up to [`RelayOptions::batches_in_flight`] batches are published at once: while the
-    /// broker confirms one batch and its rows are marked, the next is claimed and sent. When
+    /// Up to [`RelayOptions::batches_in_flight`] batches are unconfirmed at once, one more is
+    /// claimed meanwhile, and confirmed batches are marked while the next ones publish. When
     /// a claim finds nothing, the relay waits for the store's notification (or the poll
     /// interval) or for a batch to finish, then claims again. When the broker is unavailable
     /// or the store fails, the relay finishes the batches in flight and backs off.
