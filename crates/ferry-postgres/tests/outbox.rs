@@ -114,6 +114,11 @@ async fn an_outbox_transaction_hands_its_events_to_the_relay_on_the_same_outbox(
     for id in &ids {
         assert_eq!(status_of(&db.pool, id).await, ("published".into(), 0));
     }
+    // The relay told the outbox it stopped: nothing more is handed over.
+    let mut tx = outbox.begin().await.unwrap();
+    let after = tx.add(&ItemAdded::new(99)).await.unwrap();
+    assert_eq!(leased_to(&mut tx, &after).await, None);
+    tx.rollback().await.unwrap();
     // The rolled-back event never existed.
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ferry_outbox WHERE id = $1")
         .bind(&before)
@@ -185,5 +190,50 @@ async fn a_handed_event_taken_late_is_given_back_to_the_table() {
         claimed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
         [id.as_str()]
     );
+    db.close().await;
+}
+
+/// A relay that stops gives the rows handed to it back to the table (another relay claims
+/// them at once, not when their lease runs out), and a transaction that commits after the
+/// stop gives its rows back itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_relay_gives_its_handed_rows_back_to_the_table() {
+    let db = TestDb::new().await;
+    let outbox = Outbox::new(db.pool.clone());
+    let other = Outbox::new(db.other_pool(2).await);
+    let lease = Duration::from_secs(60);
+    // A relay has claimed on `outbox`: rows are handed to it.
+    assert!(outbox.claim(10, lease).await.unwrap().is_empty());
+    let mut tx = outbox.begin().await.unwrap();
+    let handed = tx.add(&ItemAdded::new(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    // One more leased before the stop and committed after it.
+    let mut late = outbox.begin().await.unwrap();
+    let committed_late = late.add(&ItemAdded::new(2)).await.unwrap();
+    assert_eq!(
+        leased_to(&mut late, &committed_late).await.as_deref(),
+        Some(outbox.relay_id())
+    );
+    assert!(other.claim(10, lease).await.unwrap().is_empty());
+
+    outbox.relay_stopped().await;
+    late.commit().await.unwrap();
+
+    let mut claimed: Vec<String> = other
+        .claim(10, lease)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    claimed.sort();
+    let mut expected = vec![handed, committed_late];
+    expected.sort();
+    assert_eq!(claimed, expected);
+    // Nothing more is handed over until a relay claims again.
+    let mut tx = outbox.begin().await.unwrap();
+    let after = tx.add(&ItemAdded::new(3)).await.unwrap();
+    assert_eq!(leased_to(&mut tx, &after).await, None);
+    tx.rollback().await.unwrap();
     db.close().await;
 }

@@ -122,6 +122,11 @@ pub trait OutboxStore: Send + Sync {
     async fn remove_expired(&self) -> Result<u64, OutboxError> {
         Ok(0)
     }
+
+    /// The relay running on this store stopped ([`crate::OutboxRelay::run`] calls it last): a
+    /// store that hands rows to its relay in memory gives them back to the table here. The
+    /// default does nothing.
+    async fn relay_stopped(&self) {}
 }
 
 #[async_trait]
@@ -150,5 +155,8 @@ impl<S: OutboxStore + ?Sized> OutboxStore for std::sync::Arc<S> {
     }
     async fn remove_expired(&self) -> Result<u64, OutboxError> {
         (**self).remove_expired().await
+    }
+    async fn relay_stopped(&self) {
+        (**self).relay_stopped().await
     }
 }

@@ -271,6 +271,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         // Stopping: rows being claimed go back at once; the batches in flight are finished.
         drop(chores);
         self.settle(claim.take(), &mut pipeline, backoff).await;
+        self.store.relay_stopped().await;
         tracing::info!("outbox relay stopped");
         Ok(())
     }

@@ -4,8 +4,9 @@
 //! [`crate::OutboxTransaction`] inserts such rows already leased to this outbox's relay (so no
 //! other relay claims them), and hands them over once the commit succeeds; the relay's next
 //! claim takes them from memory. Everything else stays as it was: the row is pending in the
-//! table, the relay marks it published by id, and if this process dies before publishing it,
-//! the lease runs out and any relay claims it from the table. Only rows without a partition
+//! table, the relay marks it published by id; if the relay stops first, it gives the rows back
+//! to the table, and if this process dies first, the lease runs out and any relay claims them
+//! from the table. Only rows without a partition
 //! key are handed over (a partition's order is kept by the table's claim), only while a relay
 //! is claiming on this outbox and keeping up, and at most [`MAX_HANDED`] at a time.
 
@@ -58,17 +59,30 @@ impl Handoff {
             .then_some(lease)
     }
 
-    /// Hands over rows whose transaction committed (leased at `leased_at`).
-    pub fn hand(&self, rows: Vec<OutboxMessage>, leased_at: Instant) {
-        if rows.is_empty() {
-            return;
+    /// Hands over rows whose transaction committed (leased at `leased_at`). Returns the ids
+    /// of the rows it could not take (the relay stopped meanwhile): their lease is to be given
+    /// back to the table.
+    pub fn hand(&self, rows: Vec<OutboxMessage>, leased_at: Instant) -> Vec<String> {
+        match self.state.lock() {
+            Ok(mut state) if state.relay.is_some() => {
+                state.rows.extend(
+                    rows.into_iter()
+                        .map(|message| Handed { message, leased_at }),
+                );
+                Vec::new()
+            }
+            _ => rows.into_iter().map(|row| row.id).collect(),
         }
-        if let Ok(mut state) = self.state.lock() {
-            state.rows.extend(
-                rows.into_iter()
-                    .map(|message| Handed { message, leased_at }),
-            );
-        }
+    }
+
+    /// The relay stopped: takes every row waiting (their lease is to be given back to the
+    /// table), and hands nothing more over until a relay claims again.
+    pub fn stop(&self) -> Vec<String> {
+        let Ok(mut state) = self.state.lock() else {
+            return Vec::new();
+        };
+        state.relay = None;
+        state.rows.drain(..).map(|row| row.message.id).collect()
     }
 
     /// Called at each claim: notes that a relay is claiming with `lease`, and takes up to

@@ -198,10 +198,23 @@ impl PgOutbox {
         &self.shared.handoff
     }
 
-    /// Hands committed rows to the relay and wakes it.
-    fn hand(&self, rows: Vec<OutboxMessage>, leased_at: Instant) {
-        self.handoff().hand(rows, leased_at);
+    /// Hands committed rows to the relay and wakes it; gives the lease of rows the relay can
+    /// no longer take back to the table.
+    async fn hand(&self, rows: Vec<OutboxMessage>, leased_at: Instant) {
+        let refused = self.handoff().hand(rows, leased_at);
+        self.give_back(&refused).await;
         self.wakeup().bump();
+    }
+
+    /// Gives handed rows' leases back to the table, so that any relay claims them at once
+    /// (should that fail, they wait for their lease to run out).
+    async fn give_back(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(e) = ferry_core::OutboxStore::release(self, ids).await {
+            tracing::warn!(error = %e, rows = ids.len(), "could not give handed rows back to the table; they wait for their lease to run out");
+        }
     }
 }
 

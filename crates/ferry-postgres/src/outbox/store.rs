@@ -215,6 +215,11 @@ impl OutboxStore for PgOutbox {
         self.cleanup().await
     }
 
+    async fn relay_stopped(&self) {
+        let waiting = self.handoff().stop();
+        self.give_back(&waiting).await;
+    }
+
     async fn stats(&self) -> Result<OutboxStats, OutboxError> {
         let row = sqlx::query(STATS)
             .fetch_one(self.pool())

@@ -20,8 +20,9 @@ use crate::db_error;
 ///
 /// The guarantees are the table's: each event is a pending row that commits or rolls back
 /// with your writes. Until the relay has published it, the row is leased to that relay, so no
-/// other relay publishes it meanwhile; should this process stop first, the lease runs out
-/// and any relay publishes it from the table. Events with a partition key, events added while
+/// other relay publishes it meanwhile; should the relay stop first, it gives the row back to
+/// the table, and should this process die first, the lease runs out and any relay publishes
+/// it from the table. Events with a partition key, events added while
 /// no relay claims on this outbox, and events added with [`PgOutbox::add_with`] on a
 /// transaction of your own take the table's way (the notification, then a claim).
 ///
@@ -99,7 +100,7 @@ impl OutboxTransaction {
     pub async fn commit(self) -> Result<(), OutboxError> {
         self.tx.commit().await.map_err(db_error)?;
         if let Some(leased_at) = self.leased_at {
-            self.outbox.hand(self.handed, leased_at);
+            self.outbox.hand(self.handed, leased_at).await;
         }
         Ok(())
     }

@@ -139,6 +139,14 @@ impl<S: OutboxStore> OutboxStore for TimedStore<S> {
     async fn stats(&self) -> Result<OutboxStats, OutboxError> {
         self.inner.stats().await
     }
+
+    async fn remove_expired(&self) -> Result<u64, OutboxError> {
+        self.inner.remove_expired().await
+    }
+
+    async fn relay_stopped(&self) {
+        self.inner.relay_stopped().await;
+    }
 }
 
 /// A publisher whose batches are timed.
