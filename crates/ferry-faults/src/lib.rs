@@ -117,6 +117,22 @@ pub const CONFIRMED_NOT_MARKED: &str = "confirmed-not-marked";
 /// The line a worker prints once it is running.
 pub const READY: &str = "ready";
 
+/// The environment variable that makes a relay worker also commit this many events itself,
+/// one transaction each at about 1,000 a second, through `PgOutbox::begin` on the relay's own
+/// outbox, so they are handed to its relay (case 9). Read only by `fault-worker`.
+pub const HANDED_EVENTS: &str = "FERRY_FAULT_HANDED_EVENTS";
+
+/// The environment variable that makes a relay worker's publishes hang for good, before
+/// anything is sent, from its Nth batch on (case 9's failpoint). Read only by `fault-worker`.
+pub const HANG_AFTER_BATCHES: &str = "FERRY_FAULT_HANG_AFTER_BATCHES";
+
+/// The line a relay worker prints when its publishes start hanging.
+pub const PUBLISHING_HUNG: &str = "publishing-hung";
+
+/// The line a relay worker prints (`handed <n>`) each time another 100 of its own events were
+/// inserted leased to its relay, that is, handed over at commit.
+pub const HANDED: &str = "handed";
+
 /// How a worker runs: where the services are, what to consume, and how patient to be. Passed
 /// to `fault-worker` through `FAULT_*` environment variables.
 #[derive(Debug, Clone, PartialEq)]

@@ -19,7 +19,10 @@ use ferry::{
     PublishError, PublishOptions,
     rabbitmq::{RabbitMq, RabbitMqOptions},
 };
-use ferry_faults::{CONFIRMED_NOT_MARKED, ItemAdded, STOP_AFTER_CONFIRMED_BATCHES};
+use ferry_faults::{
+    CONFIRMED_NOT_MARKED, HANDED_EVENTS, HANG_AFTER_BATCHES, ItemAdded, PUBLISHING_HUNG,
+    STOP_AFTER_CONFIRMED_BATCHES,
+};
 use ferry_testkit::ProxyMode;
 use support::{
     case::{Case, CaseSpec, TRIGGER},
@@ -316,4 +319,75 @@ async fn case_8_slow_handler_and_full_prefetch() {
         "no delivery was redelivered: {result:#?}"
     );
     assert_eq!(result.duplicates_absorbed, 0, "{result:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_9_relay_killed_with_events_handed_over_at_commit() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut spec = CaseSpec::new(
+        "handoff-crash",
+        "process committing through OutboxTransaction SIGKILLed with handed events in memory",
+    );
+    // The relay process also commits 3,000 events of its own, handed to its relay at commit;
+    // from its 400th batch on, its publishes hang before sending anything.
+    spec.first_relay_env = vec![
+        (HANDED_EVENTS, "3000".to_owned()),
+        (HANG_AFTER_BATCHES, "400".to_owned()),
+    ];
+    let mut case = Case::start(spec).await;
+    let relay = case.relay.as_mut().expect("the relay");
+    relay
+        .wait_for_line(PUBLISHING_HUNG, Duration::from_secs(120))
+        .await;
+    let hung_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&case.pool)
+        .await
+        .expect("read the clock");
+    // Events keep being committed and handed over; the relay can take none of them now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    case.fault_begins();
+    case.relay.take().expect("the relay").kill().await;
+    // Rows inserted after the hang and leased: handed over at commit, lost with the process's
+    // memory, kept by the table.
+    let handed: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM ferry_outbox WHERE status = 'pending' AND locked_by IS NOT NULL \
+         AND locked_until > now() AND created_at > $1 + interval '200 milliseconds'",
+    )
+    .bind(hung_at)
+    .fetch_all(&case.pool)
+    .await
+    .expect("read the handed rows");
+    assert!(
+        !handed.is_empty(),
+        "the killed process held events handed over at commit"
+    );
+    case.relay = Some(Worker::start("relay", "handoff-crash", &case.settings, &[]).await);
+    case.healed();
+    let restarted = Instant::now();
+    // The new relay takes them once their lease runs out.
+    loop {
+        let left: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM ferry_outbox WHERE id = ANY($1) AND status <> 'published'",
+        )
+        .bind(&handed)
+        .fetch_one(&case.pool)
+        .await
+        .expect("read the handed rows");
+        if left == 0 {
+            break;
+        }
+        assert!(
+            restarted.elapsed() < Duration::from_secs(120),
+            "{left} handed rows of the killed process were never published"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    case.notes.push(format!(
+        "killed with {} events handed over at commit and not yet published; the new relay \
+         published them {:.1} s after it started (lease {} s)",
+        handed.len(),
+        restarted.elapsed().as_secs_f64(),
+        case.settings.lease.as_secs()
+    ));
+    case.finish().await;
 }

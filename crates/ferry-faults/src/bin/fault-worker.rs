@@ -6,7 +6,10 @@
 //! `ready` on standard output once it runs, and stops gracefully when its standard input closes
 //! (or on Ctrl-C). With `FERRY_FAULT_STOP_AFTER_CONFIRMED_BATCHES=N`, the relay prints
 //! `confirmed-not-marked <n>` after its Nth confirmed batch and then hangs before marking it
-//! published: the exact moment case 4 kills it.
+//! published: the exact moment case 4 kills it. With `FERRY_FAULT_HANDED_EVENTS=N` the relay
+//! worker also commits N events itself through its relay's outbox (handed over at commit), and
+//! with `FERRY_FAULT_HANG_AFTER_BATCHES=N` its publishes hang, before sending anything, from the
+//! Nth batch on: case 9 kills it then, with handed events waiting in its memory.
 
 use std::{
     io::Write,
@@ -26,7 +29,8 @@ use ferry::{
     rabbitmq::RabbitMq,
 };
 use ferry_faults::{
-    CONFIRMED_NOT_MARKED, ItemAdded, READY, STOP_AFTER_CONFIRMED_BATCHES, WorkerSettings,
+    CONFIRMED_NOT_MARKED, HANDED, HANDED_EVENTS, HANG_AFTER_BATCHES, ItemAdded, PUBLISHING_HUNG,
+    READY, STOP_AFTER_CONFIRMED_BATCHES, WorkerSettings,
 };
 use sqlx::postgres::PgPoolOptions;
 use tokio::io::AsyncReadExt;
@@ -84,15 +88,20 @@ async fn relay(settings: WorkerSettings, shutdown: CancellationToken) -> anyhow:
     let bus = RabbitMq::connect(settings.rabbitmq_options("ferry-fault-relay"))
         .await
         .context("connect to the broker")?;
-    let stop_after = match std::env::var(STOP_AFTER_CONFIRMED_BATCHES) {
-        Ok(n) => Some(n.parse::<u64>().context(STOP_AFTER_CONFIRMED_BATCHES)?),
-        Err(_) => None,
+    let number = |name: &str| -> anyhow::Result<Option<u64>> {
+        match std::env::var(name) {
+            Ok(n) => Ok(Some(n.parse::<u64>().context(name.to_owned())?)),
+            Err(_) => Ok(None),
+        }
     };
     let publisher = Failpoint {
         inner: bus.clone(),
-        stop_after,
+        stop_after: number(STOP_AFTER_CONFIRMED_BATCHES)?,
         confirmed_batches: Arc::default(),
+        hang_after: number(HANG_AFTER_BATCHES)?,
+        batches: Arc::default(),
     };
+    let handed_events = number(HANDED_EVENTS)?;
     let options = RelayOptions {
         batch_size: settings.batch_size,
         lease: settings.lease,
@@ -101,7 +110,12 @@ async fn relay(settings: WorkerSettings, shutdown: CancellationToken) -> anyhow:
         max_backoff: Duration::from_secs(2),
         ..RelayOptions::default()
     };
-    let relay = OutboxRelay::new(PgOutbox::new(pool.clone()), publisher).with_options(options);
+    let outbox = PgOutbox::new(pool.clone());
+    let relay = OutboxRelay::new(outbox.clone(), publisher).with_options(options);
+    if let Some(events) = handed_events {
+        let producer_pool = self::pool(&settings, 4).await?;
+        tokio::spawn(produce_handed(producer_pool, outbox, events));
+    }
     say(READY);
     relay.run(shutdown).await?;
     bus.close().await;
@@ -109,12 +123,57 @@ async fn relay(settings: WorkerSettings, shutdown: CancellationToken) -> anyhow:
     Ok(())
 }
 
+/// Commits `events` events, one transaction each at about 1,000 a second, through the relay's
+/// own outbox (so they are handed to the relay at commit); prints `handed <n>` every 100 events
+/// that were inserted leased to the relay. A failed transaction is tried again.
+async fn produce_handed(pool: sqlx::PgPool, outbox: PgOutbox, events: u64) {
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut handed = 0u64;
+    for n in 0..events {
+        ticker.tick().await;
+        loop {
+            match add_handed(&pool, &outbox, 1_000_000 + n).await {
+                Ok(leased) => {
+                    if leased {
+                        handed += 1;
+                        if handed % 100 == 0 {
+                            say(&format!("{HANDED} {handed}"));
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "adding a handed event failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+/// One event in its own transaction; whether it was inserted leased to the relay.
+async fn add_handed(pool: &sqlx::PgPool, outbox: &PgOutbox, n: u64) -> anyhow::Result<bool> {
+    let mut tx = outbox.transaction(pool.begin().await?);
+    let id = tx.add(&ItemAdded { n }).await?;
+    let leased: bool =
+        sqlx::query_scalar("SELECT locked_by IS NOT NULL FROM ferry_outbox WHERE id = $1")
+            .bind(&id)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.commit().await?;
+    Ok(leased)
+}
+
 /// Hands batches on to the real publisher; with a limit, hangs for good after the Nth batch
-/// the broker confirmed, before the relay can mark its rows published.
+/// the broker confirmed, before the relay can mark its rows published; with `hang_after`,
+/// hangs for good, before sending anything, from that batch on.
 struct Failpoint<P> {
     inner: P,
     stop_after: Option<u64>,
     confirmed_batches: Arc<AtomicU64>,
+    hang_after: Option<u64>,
+    batches: Arc<AtomicU64>,
 }
 
 #[async_trait]
@@ -127,6 +186,15 @@ impl<P: Publisher> Publisher for Failpoint<P> {
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> Vec<Result<(), PublishError>> {
+        if let Some(limit) = self.hang_after {
+            let batch = self.batches.fetch_add(1, Ordering::SeqCst) + 1;
+            if batch >= limit {
+                if batch == limit {
+                    say(PUBLISHING_HUNG);
+                }
+                std::future::pending::<()>().await;
+            }
+        }
         let results = self.inner.publish_messages(messages).await;
         let confirmed = results.iter().filter(|r| r.is_ok()).count();
         if let Some(limit) = self.stop_after {
