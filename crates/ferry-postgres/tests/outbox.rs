@@ -79,7 +79,15 @@ async fn an_outbox_transaction_hands_its_events_to_the_relay_on_the_same_outbox(
             ..fast_relay()
         },
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Until the relay's first claim, events take the table's way.
+    wait_until(Duration::from_secs(30), "the relay claims", || async {
+        let mut tx = outbox.begin().await.unwrap();
+        let probe = tx.add(&ItemAdded::new(0)).await.unwrap();
+        let leased = leased_to(&mut tx, &probe).await.is_some();
+        tx.rollback().await.unwrap();
+        leased
+    })
+    .await;
     let mut ids = Vec::new();
     for n in 1..=3 {
         let mut tx = outbox.begin().await.unwrap();
@@ -135,21 +143,16 @@ async fn an_outbox_transaction_hands_its_events_to_the_relay_on_the_same_outbox(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handed_event_whose_process_died_is_claimed_from_the_table_when_its_lease_runs_out() {
     let db = TestDb::new().await;
+    let other = Outbox::new(db.other_pool(2).await);
     let dying = Outbox::new(db.pool.clone());
+    let lease = Duration::from_secs(3);
     // Its relay claims once (with a short lease), so events are handed to it.
-    assert!(
-        dying
-            .claim(10, Duration::from_millis(800))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(dying.claim(10, lease).await.unwrap().is_empty());
     let mut tx = dying.begin().await.unwrap();
     let id = tx.add(&ItemAdded::new(1)).await.unwrap();
     tx.commit().await.unwrap();
     drop(dying);
 
-    let other = Outbox::new(db.other_pool(2).await);
     assert!(
         other
             .claim(10, Duration::from_secs(30))
@@ -158,7 +161,7 @@ async fn a_handed_event_whose_process_died_is_claimed_from_the_table_when_its_le
             .is_empty(),
         "leased to the dead process's relay"
     );
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(lease + Duration::from_millis(200)).await;
     let claimed = other.claim(10, Duration::from_secs(30)).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, id);
