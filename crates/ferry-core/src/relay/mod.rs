@@ -191,7 +191,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RelayError> {
         tracing::info!("outbox relay started");
         let mut backoff = self.options.min_backoff;
-        let mut last_stats: Option<Instant> = None;
+        // The first sample comes before the first claim (nothing is in flight yet), so the
+        // gauges show the outbox as the relay found it; later ones run beside the batches.
+        self.sample_stats().await;
+        let mut last_stats = Instant::now();
         // The first retention pass comes a few seconds after the start, not with it.
         let mut last_cleanup = Instant::now()
             .checked_sub(
@@ -226,8 +229,8 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 continue;
             }
             if chores.is_none() {
-                if last_stats.is_none_or(|t| t.elapsed() >= self.options.stats_interval) {
-                    last_stats = Some(Instant::now());
+                if last_stats.elapsed() >= self.options.stats_interval {
+                    last_stats = Instant::now();
                     chores = Some(Box::pin(self.sample_stats()));
                 } else if last_cleanup.elapsed() >= self.options.cleanup_interval {
                     last_cleanup = Instant::now();
