@@ -115,29 +115,14 @@ async fn case_4_relay_killed_between_publishing_and_marking() {
     );
     case.relay = Some(Worker::start("relay", "relay-crash", &case.settings, &[]).await);
     case.healed();
-    let restarted = Instant::now();
     // The new relay takes the dead one's rows once their lease expires.
-    loop {
-        let left: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM ferry_outbox WHERE id = ANY($1) AND status <> 'published'",
-        )
-        .bind(&leased)
-        .fetch_one(&case.pool)
-        .await
-        .expect("read the leased rows");
-        if left == 0 {
-            break;
-        }
-        assert!(
-            restarted.elapsed() < Duration::from_secs(120),
-            "{left} rows of the killed relay were never published again"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let took = case
+        .wait_published(&leased, "rows of the killed relay")
+        .await;
     case.notes.push(format!(
         "killed with {confirmed} messages confirmed but not marked ({unmarked} rows leased); the \
          new relay published them again {:.1} s after it started (lease {} s)",
-        restarted.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         case.settings.lease.as_secs()
     ));
     let result = case.finish().await;
@@ -363,30 +348,15 @@ async fn case_9_relay_killed_with_events_handed_over_at_commit() {
     );
     case.relay = Some(Worker::start("relay", "handoff-crash", &case.settings, &[]).await);
     case.healed();
-    let restarted = Instant::now();
     // The new relay takes them once their lease runs out.
-    loop {
-        let left: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM ferry_outbox WHERE id = ANY($1) AND status <> 'published'",
-        )
-        .bind(&handed)
-        .fetch_one(&case.pool)
-        .await
-        .expect("read the handed rows");
-        if left == 0 {
-            break;
-        }
-        assert!(
-            restarted.elapsed() < Duration::from_secs(120),
-            "{left} handed rows of the killed process were never published"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let took = case
+        .wait_published(&handed, "handed rows of the killed process")
+        .await;
     case.notes.push(format!(
         "killed with {} events handed over at commit and not yet published; the new relay \
          published them {:.1} s after it started (lease {} s)",
         handed.len(),
-        restarted.elapsed().as_secs_f64(),
+        took.as_secs_f64(),
         case.settings.lease.as_secs()
     ));
     case.finish().await;

@@ -174,6 +174,29 @@ impl Case {
         });
     }
 
+    /// Waits until every row of `ids` is published (a killed relay's rows, taken by the new
+    /// relay once their lease runs out); returns how long that took. Fails after 120 s.
+    pub async fn wait_published(&self, ids: &[String], what: &str) -> Duration {
+        let started = Instant::now();
+        loop {
+            let left: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM ferry_outbox WHERE id = ANY($1) AND status <> 'published'",
+            )
+            .bind(ids)
+            .fetch_one(&self.pool)
+            .await
+            .expect("read the outbox rows");
+            if left == 0 {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "{left} {what} were never published"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until every event is added and applied and the outbox is drained, stops the
     /// workers, measures, reports, cleans up, and asserts: nothing lost, nothing applied twice,
     /// nothing dead-lettered.
