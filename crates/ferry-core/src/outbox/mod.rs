@@ -13,7 +13,7 @@ mod options;
 mod record;
 
 pub use options::{MAX_ERROR_BYTES, OutboxOptions, RetryOutcome, report_dead, stored_error};
-pub use record::{OutboxRecord, OutboxRow, decode_message};
+pub use record::{OutboxRecord, OutboxRow, decode_message, encode_event};
 
 /// An outbox failure.
 #[derive(Debug, thiserror::Error)]

@@ -61,15 +61,18 @@ impl OutboxRecord {
         options: PublishOptions,
         default_source: Option<&str>,
     ) -> Result<Self, OutboxError> {
-        let envelope = options.envelope_for::<E>(default_source);
-        let message =
-            codec::encode(event, &envelope).map_err(|e| OutboxError::Encode(e.to_string()))?;
-        let routing_key = options.routing_key.unwrap_or_else(|| E::NAME.to_owned());
-        let mut outgoing = OutgoingMessage::new(routing_key, message);
-        // The row's key is the envelope's id, whatever the codec wrote.
-        outgoing.message.properties.message_id = Some(envelope.id.clone());
-        let mut record = Self::from_message(outgoing, options.partition_key)?;
-        record.event_type = envelope.event_type;
+        let (message, event_type, partition_key) = encode_event(event, options, default_source)?;
+        Self::from_encoded(message, event_type, partition_key)
+    }
+
+    /// The record of a message [`encode_event`] made.
+    pub fn from_encoded(
+        message: OutgoingMessage,
+        event_type: String,
+        partition_key: Option<String>,
+    ) -> Result<Self, OutboxError> {
+        let mut record = Self::from_message(message, partition_key)?;
+        record.event_type = event_type;
         Ok(record)
     }
 
@@ -113,6 +116,24 @@ impl OutboxRecord {
             self.body.clone(),
         )
     }
+}
+
+/// Encodes `event` as `options` describe it (`default_source` for events that name no source):
+/// the message as it will be sent (its `message_id` the envelope's id), the event type, and the
+/// partition key. [`OutboxRecord::from_encoded`] makes the row of it.
+pub fn encode_event<E: IntegrationEvent>(
+    event: &E,
+    options: PublishOptions,
+    default_source: Option<&str>,
+) -> Result<(OutgoingMessage, String, Option<String>), OutboxError> {
+    let envelope = options.envelope_for::<E>(default_source);
+    let message =
+        codec::encode(event, &envelope).map_err(|e| OutboxError::Encode(e.to_string()))?;
+    let routing_key = options.routing_key.unwrap_or_else(|| E::NAME.to_owned());
+    let mut outgoing = OutgoingMessage::new(routing_key, message);
+    // The row's key is the envelope's id, whatever the codec wrote.
+    outgoing.message.properties.message_id = Some(envelope.id.clone());
+    Ok((outgoing, envelope.event_type, options.partition_key))
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, OutboxError> {

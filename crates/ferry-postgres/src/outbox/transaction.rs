@@ -7,7 +7,10 @@ use std::{
 };
 
 use chrono::Utc;
-use ferry_core::{IntegrationEvent, OutboxError, OutboxMessage, OutboxRecord, PublishOptions};
+use ferry_core::{
+    IntegrationEvent, OutboxError, OutboxMessage, OutboxRecord, PublishOptions,
+    outbox::encode_event,
+};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 use super::{PgOutbox, insert};
@@ -74,17 +77,21 @@ impl OutboxTransaction {
         event: &E,
         options: PublishOptions,
     ) -> Result<String, OutboxError> {
-        let row = OutboxRecord::from_event(event, options, self.outbox.source.as_deref())?;
-        let lease = match row.partition_key {
+        let (message, event_type, partition_key) =
+            encode_event(event, options, self.outbox.source.as_deref())?;
+        let lease = match partition_key {
             Some(_) => None,
             None => self.outbox.handoff().lease_for_new_row(),
         };
         let Some(lease) = lease else {
+            let row = OutboxRecord::from_encoded(message, event_type, partition_key)?;
             return insert(&mut self.tx, row, None).await;
         };
+        // The relay gets the message as encoded, not read back from the row.
+        let row = OutboxRecord::from_encoded(message.clone(), event_type, None)?;
         let message = OutboxMessage {
             id: row.id.clone(),
-            message: row.message()?,
+            message,
             attempts: 0,
             partition_key: None,
             created_at: Utc::now(),
