@@ -108,7 +108,7 @@ async fn main() -> ExitCode {
         .prefetch(10)
         .retry(RetryPolicy::exponential(3, Duration::from_millis(200)))
         .dead_letter("myapp.dlx")
-        .inbox(inbox.clone())
+        .skip_processed(inbox.clone())
         .handle::<OrderCreated>(handler)
         .start()
         .await;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     DeadLetter, HandlerError, Inbox, IntegrationEvent, IntegrationEventHandler, Limits, Pipeline,
     RetryPolicy,
+    transactional::{TransactionalHandler, TransactionalStore},
 };
 
 /// The kind of queue a consumer declares.
@@ -44,6 +45,9 @@ pub struct ConsumerSpec {
     pub pipeline: Pipeline,
     /// Event types registered twice (a configuration error the transport reports on start).
     pub duplicate_handlers: Vec<String>,
+    /// Whether a retry policy was set with `.retry(..)` (with auto-ack, a configuration
+    /// error: an auto-acked message cannot be retried).
+    pub retry_set: bool,
 }
 
 impl ConsumerSpec {
@@ -61,6 +65,7 @@ impl ConsumerSpec {
             queue_type: QueueType::Classic,
             auto_ack: false,
             duplicate_handlers: Vec::new(),
+            retry_set: false,
         }
     }
 
@@ -78,6 +83,13 @@ impl ConsumerSpec {
         }
         if self.concurrency == 0 {
             return Err(format!("consumer `{}` has concurrency 0", self.queue));
+        }
+        if self.auto_ack && self.retry_set {
+            return Err(format!(
+                "consumer `{}` has both `.auto_ack()` and `.retry(..)`: an auto-acked message is \
+                 gone from the broker before its handler runs, so it cannot be retried; drop one",
+                self.queue
+            ));
         }
         Ok(())
     }
@@ -170,6 +182,7 @@ impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
     /// Sets the retry policy.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.spec.pipeline.set_retry(policy);
+        self.spec.retry_set = true;
         self
     }
 
@@ -185,15 +198,25 @@ impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
         self
     }
 
-    /// Acks on delivery: at-most-once, retries off. Only for messages you can afford to lose.
+    /// Acks on delivery: at-most-once, retries off (`.retry(..)` with it fails at `start`).
+    /// Only for messages you can afford to lose.
     pub fn auto_ack(mut self) -> Self {
         self.spec.auto_ack = true;
         self.spec.pipeline.set_retry(RetryPolicy::none());
         self
     }
 
-    /// Skips messages the inbox has seen, and records those handled.
-    pub fn inbox(mut self, inbox: Arc<dyn Inbox>) -> Self {
+    /// Skips messages the inbox has recorded, and records each one after its handler
+    /// succeeded.
+    ///
+    /// **At least once, not exactly once**: the look-up, the handler and the record are three
+    /// separate steps, so a process that dies between the handler's own commit and the record,
+    /// or two copies of one message handled at the same moment, run the handler twice. It
+    /// suppresses the common duplicate (a redelivery after a lost ack) for handlers whose
+    /// writes are not in the inbox's database. For exactly-once effects on PostgreSQL or
+    /// SQLite use [`ConsumerBuilder::handle_transactional`], where the inbox row commits with
+    /// the handler's writes.
+    pub fn skip_processed(mut self, inbox: Arc<dyn Inbox>) -> Self {
         self.spec.pipeline.set_inbox(inbox);
         self
     }
@@ -208,6 +231,31 @@ impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
     /// Registers the handler for event type `E`.
     pub fn handle<E: IntegrationEvent>(mut self, handler: impl IntegrationEventHandler<E>) -> Self {
         if !self.spec.pipeline.add_handler::<E>(handler) {
+            self.spec.duplicate_handlers.push(E::NAME.to_owned());
+        }
+        self
+    }
+
+    /// Registers a transactional handler for event type `E`: ferry begins a transaction of
+    /// `store`, inserts the message's inbox row (a duplicate is acked without running the
+    /// handler), runs the handler in it, and commits when the handler returns `Ok`; events the
+    /// handler publishes through its [`TxContext`](crate::transactional::TxContext) go to
+    /// the outbox in the same transaction. Exactly once in effect: see
+    /// [`crate::transactional`].
+    pub fn handle_transactional<E, S>(
+        mut self,
+        store: S,
+        handler: impl TransactionalHandler<E, S::Transaction>,
+    ) -> Self
+    where
+        E: IntegrationEvent,
+        S: TransactionalStore,
+    {
+        if !self
+            .spec
+            .pipeline
+            .add_transactional_handler::<E, S, _>(store, handler)
+        {
             self.spec.duplicate_handlers.push(E::NAME.to_owned());
         }
         self

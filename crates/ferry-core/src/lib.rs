@@ -25,6 +25,7 @@ pub mod relay;
 pub mod retry;
 pub mod routing;
 pub mod telemetry;
+pub mod transactional;
 pub mod wire;
 
 pub use consumer::{

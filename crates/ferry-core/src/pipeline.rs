@@ -20,6 +20,7 @@ use crate::{
     codec::{self, DecodeError, Decoded},
     fault::headers,
     telemetry::{self, metric},
+    transactional::{StoreTransaction, TransactionalHandler, TransactionalStore, TxContext},
     wire::HeaderValue,
 };
 
@@ -163,8 +164,17 @@ enum Failure {
     Panic(String),
 }
 
-type ErasedHandler =
-    Arc<dyn Fn(Decoded, MessageContext) -> BoxFuture<'static, Result<(), Failure>> + Send + Sync>;
+/// How a handler call ended when it did not fail.
+enum Handled {
+    /// The handler ran and its work is done (committed, for a transactional handler).
+    Done,
+    /// A transactional handler's inbox row was already there: not run.
+    Duplicate,
+}
+
+type ErasedHandler = Arc<
+    dyn Fn(Decoded, MessageContext) -> BoxFuture<'static, Result<Handled, Failure>> + Send + Sync,
+>;
 
 /// The pipeline of one consumer: its handlers by event type, retry policy, inbox and limits.
 #[derive(Clone)]
@@ -232,9 +242,6 @@ impl Pipeline {
         &mut self,
         handler: impl IntegrationEventHandler<E>,
     ) -> bool {
-        if self.handlers.contains_key(E::NAME) {
-            return false;
-        }
         let handler = Arc::new(handler);
         let erased: ErasedHandler = Arc::new(move |decoded: Decoded, ctx: MessageContext| {
             let handler = Arc::clone(&handler);
@@ -244,13 +251,76 @@ impl Pipeline {
                     .catch_unwind()
                     .await
                 {
-                    Ok(Ok(())) => Ok(()),
+                    Ok(Ok(())) => Ok(Handled::Done),
                     Ok(Err(e)) => Err(Failure::Handler(e)),
                     Err(panic) => Err(Failure::Panic(panic_message(&panic))),
                 }
             })
         });
-        self.handlers.insert(E::NAME.to_owned(), erased);
+        self.insert_handler(E::NAME, erased)
+    }
+
+    /// Registers a handler for `E` that runs in a transaction of `store` with the message's
+    /// inbox row (see [`crate::transactional`]); returns `false` (and keeps the first) when
+    /// `E` already has one.
+    pub fn add_transactional_handler<E, S, H>(&mut self, store: S, handler: H) -> bool
+    where
+        E: IntegrationEvent,
+        S: TransactionalStore,
+        H: TransactionalHandler<E, S::Transaction>,
+    {
+        let handler = Arc::new(handler);
+        let erased: ErasedHandler = Arc::new(move |decoded: Decoded, ctx: MessageContext| {
+            let handler = Arc::clone(&handler);
+            let store = store.clone();
+            Box::pin(async move {
+                let event = codec::decode_event::<E>(&decoded).map_err(Failure::Decode)?;
+                let transient = |e: &dyn std::fmt::Display| {
+                    Failure::Handler(HandlerError::transient(e.to_string()))
+                };
+                let mut tx = store.begin().await.map_err(|e| transient(&e))?;
+                match tx.insert_inbox(ctx.consumer(), ctx.message_id()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        rollback(tx).await;
+                        return Ok(Handled::Duplicate);
+                    }
+                    Err(e) => {
+                        rollback(tx).await;
+                        return Err(transient(&e));
+                    }
+                }
+                let mut cx = TxContext::new(tx, ctx);
+                let result = AssertUnwindSafe(handler.handle(event, &mut cx))
+                    .catch_unwind()
+                    .await;
+                let (tx, _) = cx.into_parts();
+                match result {
+                    Ok(Ok(())) => match tx.commit().await {
+                        Ok(()) => Ok(Handled::Done),
+                        Err(e) => Err(transient(&format_args!(
+                            "could not commit the handler's transaction: {e}"
+                        ))),
+                    },
+                    Ok(Err(e)) => {
+                        rollback(tx).await;
+                        Err(Failure::Handler(e))
+                    }
+                    Err(panic) => {
+                        rollback(tx).await;
+                        Err(Failure::Panic(panic_message(&panic)))
+                    }
+                }
+            })
+        });
+        self.insert_handler(E::NAME, erased)
+    }
+
+    fn insert_handler(&mut self, event_type: &str, handler: ErasedHandler) -> bool {
+        if self.handlers.contains_key(event_type) {
+            return false;
+        }
+        self.handlers.insert(event_type.to_owned(), handler);
         true
     }
 
@@ -397,7 +467,11 @@ impl Pipeline {
                 .await;
             metric::record_handler_duration(&self.queue, started.elapsed());
             let (kind, text) = match result {
-                Ok(()) => break,
+                Ok(Handled::Done) => break,
+                Ok(Handled::Duplicate) => {
+                    tracing::debug!("duplicate skipped: the inbox row is there");
+                    return Decision::Duplicate;
+                }
                 Err(Failure::Decode(e)) => {
                     telemetry::record_error(&handle_span, e.kind.as_str(), &e.message);
                     return self.dead_letter(delivery, attempt, e.kind, e.message);
@@ -469,6 +543,13 @@ impl Pipeline {
             original_routing_key: Some(delivery.original_routing_key().to_owned()),
             original_queue: Some(self.queue.to_string()),
         })
+    }
+}
+
+/// Rolls a transaction back; a failure only means the database ends it for us.
+async fn rollback<T: StoreTransaction>(tx: T) {
+    if let Err(e) = tx.rollback().await {
+        tracing::debug!(error = %e, "rollback failed; the database ends the transaction");
     }
 }
 

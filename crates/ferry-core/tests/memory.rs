@@ -161,7 +161,7 @@ async fn relay_publishes_committed_events_once_and_rollback_nothing() {
         .consumer("q-relay")
         .bind("orders.order.created")
         .dead_letter("dlx")
-        .inbox(inbox.clone())
+        .skip_processed(inbox.clone())
         .handle::<OrderCreated>(move |_: OrderCreated, _| {
             let c = Arc::clone(&c);
             async move {

@@ -164,7 +164,7 @@ async fn the_pipeline_counts_outcomes_retries_dead_letters_and_duplicates() {
         .bind("orders.order.created")
         .dead_letter("myapp.dlx")
         .retry(RetryPolicy::fixed(3, Duration::from_millis(10)))
-        .inbox(Arc::new(MemoryInbox::new()))
+        .skip_processed(Arc::new(MemoryInbox::new()))
         .handle::<OrderCreated>(move |event: OrderCreated, _ctx: MessageContext| {
             let failed_once = failed_once.clone();
             async move {

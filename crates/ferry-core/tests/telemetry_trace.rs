@@ -122,7 +122,7 @@ async fn one_trace_spans_order_relay_inventory_and_orders() {
         .consumer("inventory.order-created")
         .bind("orders.order.created")
         .dead_letter("myapp.dlx")
-        .inbox(inbox.clone())
+        .skip_processed(inbox.clone())
         .handle::<OrderCreated>(move |event: OrderCreated, ctx: MessageContext| {
             let outbox = inventory_outbox.clone();
             let seen = inventory_seen.clone();
@@ -147,7 +147,7 @@ async fn one_trace_spans_order_relay_inventory_and_orders() {
         .consumer("orders.stock-reserved")
         .bind("inventory.stock.reserved")
         .dead_letter("myapp.dlx")
-        .inbox(inbox.clone())
+        .skip_processed(inbox.clone())
         .handle::<StockReserved>(move |_event: StockReserved, ctx: MessageContext| {
             let seen = seen_tx.clone();
             async move {

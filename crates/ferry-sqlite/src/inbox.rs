@@ -89,18 +89,7 @@ impl SqliteInbox {
         consumer: &str,
         message_id: &str,
     ) -> Result<bool, InboxError> {
-        let inserted = sqlx::query(
-            "INSERT INTO ferry_inbox (consumer, message_id, processed_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (consumer, message_id) DO NOTHING",
-        )
-        .bind(consumer)
-        .bind(message_id)
-        .bind(now_ms())
-        .execute(conn)
-        .await
-        .map_err(inbox_error)?
-        .rows_affected();
-        Ok(inserted == 1)
+        insert_row(conn, consumer, message_id).await
     }
 
     /// [`SqliteInbox::try_insert`] for the message a handler is handling.
@@ -163,4 +152,24 @@ impl Inbox for SqliteInbox {
     async fn remove_expired(&self) -> Result<u64, InboxError> {
         self.cleanup_older_than(self.retention).await
     }
+}
+
+/// Inserts the inbox row in the caller's transaction; `false` when it is already there.
+pub(crate) async fn insert_row(
+    conn: &mut SqliteConnection,
+    consumer: &str,
+    message_id: &str,
+) -> Result<bool, InboxError> {
+    let inserted = sqlx::query(
+        "INSERT INTO ferry_inbox (consumer, message_id, processed_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (consumer, message_id) DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(message_id)
+    .bind(now_ms())
+    .execute(conn)
+    .await
+    .map_err(inbox_error)?
+    .rows_affected();
+    Ok(inserted == 1)
 }

@@ -20,11 +20,30 @@ fn inbox_error(e: sqlx::Error) -> InboxError {
     InboxError(format!("PostgreSQL inbox: {e}"))
 }
 
+/// Inserts the inbox row in the caller's transaction; `false` when it is already there.
+pub(crate) async fn insert_row(
+    conn: &mut PgConnection,
+    consumer: &str,
+    message_id: &str,
+) -> Result<bool, InboxError> {
+    let inserted = sqlx::query(
+        "INSERT INTO ferry_inbox (consumer, message_id) VALUES ($1, $2) \
+         ON CONFLICT (consumer, message_id) DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(message_id)
+    .execute(conn)
+    .await
+    .map_err(inbox_error)?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
 /// The PostgreSQL inbox, keyed by (consumer, message id) in `ferry_inbox`.
 ///
 /// Two ways to use it:
 ///
-/// - as the consumer's [`Inbox`] (`bus.consumer(..).inbox(Arc::new(inbox))`): the pipeline skips
+/// - as the consumer's [`Inbox`] (`bus.consumer(..).skip_processed(Arc::new(inbox))`): the pipeline skips
 ///   messages already recorded and records each one after its handler succeeded. Simple, but the
 ///   record is a write of its own: a crash between the handler's commit and the record lets a
 ///   redelivery run the handler again. The lookups and records that concurrent handlers make at
@@ -106,17 +125,7 @@ impl PgInbox {
         consumer: &str,
         message_id: &str,
     ) -> Result<bool, InboxError> {
-        let inserted = sqlx::query(
-            "INSERT INTO ferry_inbox (consumer, message_id) VALUES ($1, $2) \
-             ON CONFLICT (consumer, message_id) DO NOTHING",
-        )
-        .bind(consumer)
-        .bind(message_id)
-        .execute(conn)
-        .await
-        .map_err(inbox_error)?
-        .rows_affected();
-        Ok(inserted == 1)
+        insert_row(conn, consumer, message_id).await
     }
 
     /// [`PgInbox::try_insert`] for the message a handler is handling (its consumer and id).

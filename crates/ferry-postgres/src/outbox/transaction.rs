@@ -6,10 +6,13 @@ use std::{
     time::Instant,
 };
 
+use async_trait::async_trait;
 use chrono::Utc;
 use ferry_core::{
-    IntegrationEvent, OutboxError, OutboxMessage, OutboxRecord, PublishOptions,
+    InboxError, IntegrationEvent, OutboxError, OutboxMessage, OutboxRecord, OutgoingMessage,
+    PublishOptions,
     outbox::encode_event,
+    transactional::{StoreTransaction, TransactionalStore},
 };
 use sqlx::{PgConnection, Postgres, Transaction};
 
@@ -79,6 +82,16 @@ impl OutboxTransaction {
     ) -> Result<String, OutboxError> {
         let (message, event_type, partition_key) =
             encode_event(event, options, self.outbox.source.as_deref())?;
+        self.add_encoded(message, event_type, partition_key).await
+    }
+
+    /// Adds a message encoded as it will be sent (see [`ferry_core::outbox::encode_event`]).
+    pub async fn add_encoded(
+        &mut self,
+        message: OutgoingMessage,
+        event_type: String,
+        partition_key: Option<String>,
+    ) -> Result<String, OutboxError> {
         let lease = match partition_key {
             Some(_) => None,
             None => self.outbox.handoff().lease_for_new_row(),
@@ -115,6 +128,43 @@ impl OutboxTransaction {
     /// Rolls back: nothing was added.
     pub async fn rollback(self) -> Result<(), OutboxError> {
         self.tx.rollback().await.map_err(db_error)
+    }
+}
+
+#[async_trait]
+impl StoreTransaction for OutboxTransaction {
+    async fn insert_inbox(&mut self, consumer: &str, message_id: &str) -> Result<bool, InboxError> {
+        crate::inbox::insert_row(&mut self.tx, consumer, message_id).await
+    }
+
+    fn default_source(&self) -> Option<&str> {
+        self.outbox.source.as_deref()
+    }
+
+    async fn add_encoded(
+        &mut self,
+        message: OutgoingMessage,
+        event_type: String,
+        partition_key: Option<String>,
+    ) -> Result<String, OutboxError> {
+        OutboxTransaction::add_encoded(self, message, event_type, partition_key).await
+    }
+
+    async fn commit(self) -> Result<(), OutboxError> {
+        OutboxTransaction::commit(self).await
+    }
+
+    async fn rollback(self) -> Result<(), OutboxError> {
+        OutboxTransaction::rollback(self).await
+    }
+}
+
+#[async_trait]
+impl TransactionalStore for PgOutbox {
+    type Transaction = OutboxTransaction;
+
+    async fn begin(&self) -> Result<OutboxTransaction, OutboxError> {
+        PgOutbox::begin(self).await
     }
 }
 

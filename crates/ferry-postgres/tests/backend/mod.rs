@@ -18,6 +18,9 @@ pub const NAME: &str = "PostgreSQL";
 /// The database's transaction type.
 pub type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 
+/// The database's connection type.
+pub type Conn = sqlx::PgConnection;
+
 /// Begins a transaction as an application would.
 pub async fn begin(pool: &Pool) -> Result<Tx, sqlx::Error> {
     pool.begin().await

@@ -148,9 +148,15 @@ impl SqliteOutbox {
     }
 
     /// Begins a transaction that adds events and wakes this process's relays once it
-    /// commits: see [`OutboxTransaction`].
+    /// commits: see [`OutboxTransaction`]. It is `BEGIN IMMEDIATE`: it takes the write lock
+    /// at once, so two such transactions that read before they write wait for each other
+    /// instead of failing with "database is locked" when both try to upgrade.
     pub async fn begin(&self) -> Result<OutboxTransaction, OutboxError> {
-        let tx = self.pool.begin().await.map_err(crate::db_error)?;
+        let tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(crate::db_error)?;
         Ok(self.transaction(tx))
     }
 

@@ -3,7 +3,11 @@
 
 use std::ops::{Deref, DerefMut};
 
-use ferry_core::{IntegrationEvent, OutboxError, PublishOptions};
+use async_trait::async_trait;
+use ferry_core::{
+    InboxError, IntegrationEvent, OutboxError, OutboxRecord, OutgoingMessage, PublishOptions,
+    transactional::{StoreTransaction, TransactionalStore},
+};
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use super::SqliteOutbox;
@@ -68,6 +72,45 @@ impl OutboxTransaction {
     /// Rolls back: nothing was added.
     pub async fn rollback(self) -> Result<(), OutboxError> {
         self.tx.rollback().await.map_err(db_error)
+    }
+}
+
+#[async_trait]
+impl StoreTransaction for OutboxTransaction {
+    async fn insert_inbox(&mut self, consumer: &str, message_id: &str) -> Result<bool, InboxError> {
+        crate::inbox::insert_row(&mut self.tx, consumer, message_id).await
+    }
+
+    fn default_source(&self) -> Option<&str> {
+        self.outbox.source.as_deref()
+    }
+
+    async fn add_encoded(
+        &mut self,
+        message: OutgoingMessage,
+        event_type: String,
+        partition_key: Option<String>,
+    ) -> Result<String, OutboxError> {
+        let row = OutboxRecord::from_encoded(message, event_type, partition_key)?;
+        let outbox = self.outbox.clone();
+        outbox.insert(&mut self.tx, row).await
+    }
+
+    async fn commit(self) -> Result<(), OutboxError> {
+        OutboxTransaction::commit(self).await
+    }
+
+    async fn rollback(self) -> Result<(), OutboxError> {
+        OutboxTransaction::rollback(self).await
+    }
+}
+
+#[async_trait]
+impl TransactionalStore for SqliteOutbox {
+    type Transaction = OutboxTransaction;
+
+    async fn begin(&self) -> Result<OutboxTransaction, OutboxError> {
+        SqliteOutbox::begin(self).await
     }
 }
 

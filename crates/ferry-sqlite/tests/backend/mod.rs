@@ -16,6 +16,9 @@ pub const NAME: &str = "SQLite";
 /// The database's transaction type.
 pub type Tx = sqlx::Transaction<'static, sqlx::Sqlite>;
 
+/// The database's connection type.
+pub type Conn = sqlx::SqliteConnection;
+
 /// Begins a transaction as an application should on SQLite (taking the write lock first).
 pub async fn begin(pool: &Pool) -> Result<Tx, sqlx::Error> {
     pool.begin_with("BEGIN IMMEDIATE").await

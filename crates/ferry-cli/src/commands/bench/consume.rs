@@ -212,7 +212,7 @@ impl Scenario for Consume {
         let inbox = if self.inbox {
             let pool = harness.database()?.pool.clone();
             let inbox = TimedInbox::new(PgInbox::new(pool));
-            builder = builder.inbox(inbox.clone());
+            builder = builder.skip_processed(inbox.clone());
             Some(inbox)
         } else {
             None
