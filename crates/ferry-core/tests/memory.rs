@@ -98,6 +98,39 @@ async fn duplicate_handler_is_a_start_error() {
 }
 
 #[tokio::test]
+async fn auto_ack_with_a_retry_policy_is_a_start_error_in_either_order() {
+    let bus = MemoryBus::new("ev");
+    for retry_first in [true, false] {
+        let mut builder = bus.consumer("q-auto-ack").dead_letter("dlx");
+        builder = if retry_first {
+            builder
+                .retry(RetryPolicy::fixed(3, Duration::from_millis(10)))
+                .auto_ack()
+        } else {
+            builder
+                .auto_ack()
+                .retry(RetryPolicy::fixed(3, Duration::from_millis(10)))
+        };
+        let err = builder
+            .handle::<OrderCreated>(|_: OrderCreated, _| async { Ok(()) })
+            .start()
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("auto_ack") && text.contains("retry"), "{text}");
+    }
+    // Either alone starts.
+    let consumer = bus
+        .consumer("q-auto-ack-alone")
+        .auto_ack()
+        .handle::<OrderCreated>(|_: OrderCreated, _| async { Ok(()) })
+        .start()
+        .await
+        .unwrap();
+    consumer.shutdown().await;
+}
+
+#[tokio::test]
 async fn retries_after_delay_then_dead_letters_with_fault() {
     let bus = MemoryBus::new("ev");
     let (dl_tx, mut dl_rx) = mpsc::unbounded_channel::<DeadLetter>();

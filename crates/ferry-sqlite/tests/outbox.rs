@@ -68,3 +68,36 @@ async fn an_add_wakes_the_relays_of_the_process_once_it_commits() {
     assert_eq!(ns, vec![0, 1, 2, 3]);
     db.close().await;
 }
+
+/// Two outbox transactions that read before they write: DEFERRED ones both take a read lock,
+/// and the second to upgrade fails at once with "database is locked" (SQLite cannot wait
+/// there: the first would wait on it in turn); IMMEDIATE ones take turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_outbox_transactions_that_read_then_write_take_turns_instead_of_failing() {
+    let db = TestDb::new().await;
+    let outbox = Outbox::new(db.pool.clone());
+    let mut tasks = Vec::new();
+    for n in 0..2u64 {
+        let outbox = outbox.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tx = outbox.begin().await?;
+            let _: i64 = sqlx::query_scalar("SELECT count(*) FROM ferry_outbox")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|e| ferry_core::OutboxError::Database(e.to_string()))?;
+            // Both hold their transaction open before either writes.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.add(&ItemAdded::new(n)).await?;
+            tx.commit().await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ferry_outbox")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2);
+    db.close().await;
+}
