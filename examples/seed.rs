@@ -15,8 +15,8 @@
 use std::time::Duration;
 
 use ferry::{
-    CancellationToken, HandlerError, IntegrationEvent,
-    OutboxRelay, PublishError, PublishOptions, RetryPolicy,
+    CancellationToken, HandlerError, IntegrationEvent, OutboxRelay, PublishError, PublishOptions,
+    RetryPolicy,
     mediator::{
         Mediator, Request, RequestContext, RequestHandler, TracingBehavior, Validate,
         ValidationErrors,

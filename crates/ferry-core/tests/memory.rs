@@ -117,7 +117,10 @@ async fn auto_ack_with_a_retry_policy_is_a_start_error_in_either_order() {
             .await
             .unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("auto_ack") && text.contains("retry"), "{text}");
+        assert!(
+            text.contains("auto_ack") && text.contains("retry"),
+            "{text}"
+        );
     }
     // Either alone starts.
     let consumer = bus

@@ -11,7 +11,9 @@
 //! the environment.
 #![warn(missing_docs)]
 
-use std::time::Duration;
+pub mod transactional;
+
+use std::{io::Write, time::Duration};
 
 use ferry::{
     HandlerError, IntegrationEvent, MessageContext, RetryPolicy, postgres::PgInbox,
@@ -26,6 +28,15 @@ use sqlx::PgPool;
 pub struct ItemAdded {
     /// The event's number in the run (events added again after an ambiguous commit repeat it;
     /// the id is what counts).
+    pub n: u64,
+}
+
+/// What the transactional consumer emits, through the outbox in its transaction, for each
+/// event it applies (the fault-worker's transactional mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, IntegrationEvent)]
+#[event(name = "faults.item.followed", version = 1)]
+pub struct ItemFollowed {
+    /// The applied event's number.
     pub n: u64,
 }
 
@@ -48,6 +59,14 @@ pub const SCHEMA: &[&str] = &[
         attempt INT NOT NULL,
         redelivered BOOLEAN NOT NULL,
         absorbed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())",
+    "CREATE TABLE IF NOT EXISTS followed (
+        seq BIGSERIAL PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        causation_id TEXT NOT NULL,
+        followed_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())",
+    // The events the producer added (the outbox also holds the follow-ups).
+    "CREATE OR REPLACE VIEW items AS
+        SELECT * FROM ferry_outbox WHERE event_type = 'faults.item.added'",
     "CREATE TABLE IF NOT EXISTS dead_letters (
         seq BIGSERIAL PRIMARY KEY,
         event_id TEXT NOT NULL,
@@ -128,6 +147,25 @@ pub const HANG_AFTER_BATCHES: &str = "FERRY_FAULT_HANG_AFTER_BATCHES";
 
 /// The line a relay worker prints when its publishes start hanging.
 pub const PUBLISHING_HUNG: &str = "publishing-hung";
+
+/// The environment variable that runs the consumer worker as a transactional consumer
+/// (`handle_transactional`): its handler writes `applied` and emits [`ItemFollowed`] through
+/// the outbox in the transaction ferry began; a second transactional consumer on
+/// [`WorkerSettings::follow_up_queue`] records each follow-up in `followed`. Any value turns
+/// it on. Read only by `fault-worker`.
+pub const TRANSACTIONAL: &str = "FERRY_FAULT_TRANSACTIONAL";
+
+/// The environment variable that makes the transactional consumer worker hang for good at its
+/// Nth commit, after the handler's writes and before the commit (case 10's failpoint). Read
+/// only by `fault-worker`.
+pub const HANG_BEFORE_COMMIT: &str = "FERRY_FAULT_HANG_BEFORE_COMMIT";
+
+/// The environment variable that makes the transactional consumer worker hang for good right
+/// after its Nth commit, before the ack (case 11's failpoint). Read only by `fault-worker`.
+pub const HANG_AFTER_COMMIT: &str = "FERRY_FAULT_HANG_AFTER_COMMIT";
+
+/// The line a consumer worker prints when it reaches a commit failpoint.
+pub const COMMIT_HUNG: &str = "commit-hung";
 
 /// The line a relay worker prints (`handed <n>`) each time another 100 of its own events were
 /// inserted leased to its relay, that is, handed over at commit.
@@ -258,10 +296,24 @@ impl WorkerSettings {
             .with_reconnect_backoff(Duration::from_millis(100), Duration::from_secs(2))
     }
 
-    /// Every queue the consumer declares (its queue, retry queues and dead-letter queue), for
-    /// cleaning up.
+    /// The queue the transactional mode's follow-up events are consumed from.
+    pub fn follow_up_queue(&self) -> String {
+        format!("{}.followups", self.queue)
+    }
+
+    /// Every queue the consumer declares (its queue, retry queues and dead-letter queue, the
+    /// follow-up queue and its retry queues), for cleaning up.
     pub fn queues(&self) -> Vec<String> {
-        let mut queues = vec![self.queue.clone(), self.dead_letter_queue.clone()];
+        let mut queues = vec![
+            self.queue.clone(),
+            self.dead_letter_queue.clone(),
+            self.follow_up_queue(),
+        ];
+        queues.extend(
+            RETRY_DELAYS_MS
+                .iter()
+                .map(|ms| format!("{}.retry.{ms}", self.follow_up_queue())),
+        );
         queues.extend(
             RETRY_DELAYS_MS
                 .iter()
@@ -278,6 +330,13 @@ impl WorkerSettings {
 
 fn millis(d: Duration) -> String {
     d.as_millis().to_string()
+}
+
+/// Prints a line for the test on standard output at once (the workers' failpoints).
+pub fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ use ferry::{
     rabbitmq::{RabbitMq, RabbitMqOptions},
 };
 use ferry_faults::{
-    CONFIRMED_NOT_MARKED, HANDED_EVENTS, HANG_AFTER_BATCHES, ItemAdded, PUBLISHING_HUNG,
-    STOP_AFTER_CONFIRMED_BATCHES,
+    COMMIT_HUNG, CONFIRMED_NOT_MARKED, HANDED_EVENTS, HANG_AFTER_BATCHES, HANG_AFTER_COMMIT,
+    HANG_BEFORE_COMMIT, ItemAdded, PUBLISHING_HUNG, STOP_AFTER_CONFIRMED_BATCHES,
 };
 use ferry_testkit::ProxyMode;
 use support::{
@@ -360,4 +360,81 @@ async fn case_9_relay_killed_with_events_handed_over_at_commit() {
         case.settings.lease.as_secs()
     ));
     case.finish().await;
+}
+
+/// Cases 10 and 11: the transactional consumer (ferry's transaction: inbox row, the `applied`
+/// row and a follow-up event through the outbox) SIGKILLed at one message's commit while the
+/// other handlers run on. Returns the result and the applied rows of that message as
+/// (attempt, redelivered).
+async fn transactional_consumer_killed_at_commit(
+    name: &'static str,
+    fault: &'static str,
+    failpoint: &'static str,
+) -> (support::report::CaseResult, Vec<(i32, bool)>) {
+    let mut spec = CaseSpec::new(name, fault);
+    spec.transactional = true;
+    spec.first_consumer_env = vec![(failpoint, TRIGGER.to_string())];
+    spec.tune = |s| {
+        s.prefetch = 100;
+        s.concurrency = 8;
+    };
+    let mut case = Case::start(spec).await;
+    let mut consumer = case.consumer.take().expect("the consumer");
+    let line = consumer
+        .wait_for_line(COMMIT_HUNG, Duration::from_secs(120))
+        .await;
+    let message_id = line
+        .split_whitespace()
+        .last()
+        .expect("the hung message's id")
+        .to_owned();
+    case.fault_begins();
+    consumer.kill().await;
+    let env = case.spec.consumer_env();
+    case.consumer = Some(Worker::start("consume", name, &case.settings, &env).await);
+    case.healed();
+    case.notes
+        .push(format!("killed at the commit of {message_id}"));
+    let pool = case.pool.clone();
+    let result = case.finish().await;
+    let rows: Vec<(i32, bool)> =
+        sqlx::query_as("SELECT attempt, redelivered FROM applied WHERE event_id = $1")
+            .bind(&message_id)
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+    (result, rows)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_10_transactional_consumer_killed_between_handler_and_commit() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (result, rows) = transactional_consumer_killed_at_commit(
+        "tx-before-commit",
+        "transactional consumer SIGKILLed between its handler's writes and the commit",
+        HANG_BEFORE_COMMIT,
+    )
+    .await;
+    // Its writes and follow-up were rolled back with the process, and redone once on the
+    // redelivery.
+    assert_eq!(rows.len(), 1, "the hung message applied once: {rows:?}");
+    assert!(rows[0].1, "applied on its redelivery: {rows:?}");
+    assert!(result.redelivered > 0, "{result:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn case_11_transactional_consumer_killed_between_commit_and_ack() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (_, rows) = transactional_consumer_killed_at_commit(
+        "tx-after-commit",
+        "transactional consumer SIGKILLed between its commit and the ack",
+        HANG_AFTER_COMMIT,
+    )
+    .await;
+    // Applied before the kill; the redelivery found its inbox row and was only acked.
+    assert_eq!(rows.len(), 1, "the hung message applied once: {rows:?}");
+    assert!(
+        !rows[0].1,
+        "applied before the kill, not on the redelivery: {rows:?}"
+    );
 }

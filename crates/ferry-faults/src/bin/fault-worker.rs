@@ -12,7 +12,6 @@
 //! Nth batch on: case 9 kills it then, with handed events waiting in its memory.
 
 use std::{
-    io::Write,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -29,8 +28,10 @@ use ferry::{
     rabbitmq::RabbitMq,
 };
 use ferry_faults::{
-    CONFIRMED_NOT_MARKED, HANDED, HANDED_EVENTS, HANG_AFTER_BATCHES, ItemAdded, PUBLISHING_HUNG,
-    READY, STOP_AFTER_CONFIRMED_BATCHES, WorkerSettings,
+    CONFIRMED_NOT_MARKED, HANDED, HANDED_EVENTS, HANG_AFTER_BATCHES, HANG_AFTER_COMMIT,
+    HANG_BEFORE_COMMIT, ItemAdded, ItemFollowed, PUBLISHING_HUNG, READY,
+    STOP_AFTER_CONFIRMED_BATCHES, TRANSACTIONAL, WorkerSettings, say,
+    transactional::{ApplyItem, FailpointOutbox, Failpoints, RecordFollowUp},
 };
 use sqlx::postgres::PgPoolOptions;
 use tokio::io::AsyncReadExt;
@@ -66,12 +67,6 @@ async fn stop_on_stdin_close_or_ctrl_c(shutdown: CancellationToken) {
         _ = tokio::signal::ctrl_c() => {}
     }
     shutdown.cancel();
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 async fn pool(settings: &WorkerSettings, max: u32) -> anyhow::Result<sqlx::PgPool> {
@@ -234,6 +229,9 @@ async fn consume(settings: WorkerSettings, shutdown: CancellationToken) -> anyho
         .start()
         .await
         .context("start the dead-letter consumer")?;
+    if std::env::var_os(TRANSACTIONAL).is_some() {
+        return consume_transactional(settings, shutdown, pool, bus, dead_letters).await;
+    }
     let (low, high) = settings.handler_delay_ms;
     let draws = Arc::new(AtomicU64::new(0));
     let handler_pool = pool.clone();
@@ -262,6 +260,59 @@ async fn consume(settings: WorkerSettings, shutdown: CancellationToken) -> anyho
     say(READY);
     shutdown.cancelled().await;
     consumer.shutdown().await;
+    dead_letters.shutdown().await;
+    bus.close().await;
+    pool.close().await;
+    Ok(())
+}
+
+/// The transactional mode: ferry owns the handler's transaction; the handler's writes, its
+/// inbox row and its follow-up event commit together. Follow-ups are consumed (transactionally
+/// too) from their own queue and recorded in `followed`.
+async fn consume_transactional(
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+    pool: sqlx::PgPool,
+    bus: RabbitMq,
+    dead_letters: ConsumerHandle,
+) -> anyhow::Result<()> {
+    fn failpoint(name: &str) -> anyhow::Result<Option<u64>> {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.parse().with_context(|| format!("{name} is not a number")))
+            .transpose()
+    }
+    let failpoints = Failpoints {
+        hang_before_commit: failpoint(HANG_BEFORE_COMMIT)?,
+        hang_after_commit: failpoint(HANG_AFTER_COMMIT)?,
+    };
+    let outbox = PgOutbox::new(pool.clone());
+    let consumer = bus
+        .consumer(settings.queue.clone())
+        .bind(<ItemAdded as ferry::IntegrationEvent>::NAME)
+        .prefetch(settings.prefetch)
+        .concurrency(settings.concurrency)
+        .retry(ferry_faults::retry_policy())
+        .dead_letter(settings.dead_letter_exchange.clone())
+        .handle_transactional(FailpointOutbox::new(outbox.clone(), failpoints), ApplyItem)
+        .start()
+        .await
+        .context("start the consumer")?;
+    let follow_ups = bus
+        .consumer(settings.follow_up_queue())
+        .bind(<ItemFollowed as ferry::IntegrationEvent>::NAME)
+        .prefetch(settings.prefetch)
+        .concurrency(settings.concurrency)
+        .retry(ferry_faults::retry_policy())
+        .dead_letter(settings.dead_letter_exchange.clone())
+        .handle_transactional(outbox, RecordFollowUp)
+        .start()
+        .await
+        .context("start the follow-up consumer")?;
+    say(READY);
+    shutdown.cancelled().await;
+    consumer.shutdown().await;
+    follow_ups.shutdown().await;
     dead_letters.shutdown().await;
     bus.close().await;
     pool.close().await;

@@ -38,9 +38,23 @@ pub struct CaseSpec {
     pub tune: fn(&mut WorkerSettings),
     /// Extra environment for the first relay process only.
     pub first_relay_env: Vec<(&'static str, String)>,
+    /// Run the consumer as a transactional consumer emitting follow-ups
+    /// ([`ferry_faults::TRANSACTIONAL`]).
+    pub transactional: bool,
+    /// Extra environment for the first consumer process only.
+    pub first_consumer_env: Vec<(&'static str, String)>,
 }
 
 impl CaseSpec {
+    /// The environment every consumer process of the case gets.
+    pub fn consumer_env(&self) -> Vec<(&'static str, String)> {
+        if self.transactional {
+            vec![(ferry_faults::TRANSACTIONAL, "1".to_owned())]
+        } else {
+            Vec::new()
+        }
+    }
+
     pub fn new(name: &'static str, fault: &'static str) -> Self {
         Self {
             name,
@@ -50,6 +64,8 @@ impl CaseSpec {
             via_proxy: false,
             tune: |_| {},
             first_relay_env: Vec::new(),
+            transactional: false,
+            first_consumer_env: Vec::new(),
         }
     }
 }
@@ -114,7 +130,9 @@ impl Case {
             queues: settings.queues(),
             exchanges: settings.exchanges(),
         };
-        let consumer = Worker::start("consume", spec.name, &settings, &[]).await;
+        let mut consumer_env = spec.consumer_env();
+        consumer_env.extend(spec.first_consumer_env.iter().cloned());
+        let consumer = Worker::start("consume", spec.name, &settings, &consumer_env).await;
         let relay = Worker::start("relay", spec.name, &settings, &spec.first_relay_env).await;
         let started = Utc::now();
         let producer = tokio::spawn(produce(db.url().to_owned(), spec.events, spec.rate_per_s));
@@ -225,7 +243,20 @@ impl Case {
             "{produced} events added in {:.1} s",
             producing.as_secs_f64()
         ));
+        if self.spec.transactional {
+            let (lost, twice): (i64, i64) = sqlx::query_as(super::report::FOLLOW_UPS)
+                .fetch_one(&self.pool)
+                .await
+                .expect("read the follow-ups");
+            result.follow_ups_lost = Some(lost);
+            result.follow_ups_twice = Some(twice);
+            result
+                .notes
+                .push(format!("follow-ups lost {lost}, emitted twice {twice}"));
+        }
         result.passed = result.lost == 0
+            && result.follow_ups_lost.unwrap_or(0) == 0
+            && result.follow_ups_twice.unwrap_or(0) == 0
             && result.applied_twice == 0
             && result.strangers == 0
             && result.dead_lettered == 0
@@ -245,6 +276,16 @@ impl Case {
         assert_eq!(result.strangers, 0, "{result:#?}");
         assert_eq!(result.dead_lettered, 0, "events dead-lettered: {result:#?}");
         assert_eq!(result.unpublished, 0, "outbox rows left: {result:#?}");
+        assert_eq!(
+            result.follow_ups_lost.unwrap_or(0),
+            0,
+            "follow-ups lost: {result:#?}"
+        );
+        assert_eq!(
+            result.follow_ups_twice.unwrap_or(0),
+            0,
+            "follow-ups emitted twice: {result:#?}"
+        );
         result
     }
 
@@ -256,10 +297,14 @@ impl Case {
         loop {
             let counts: Result<(i64, i64), _> = sqlx::query_as(
                 "SELECT
-                   (SELECT count(*) FROM ferry_outbox o
-                     WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.event_id = o.id)),
+                   (SELECT count(*) FROM items o
+                     WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.event_id = o.id))
+                   + CASE WHEN $1 THEN (SELECT count(*) FROM applied a
+                       WHERE NOT EXISTS (SELECT 1 FROM followed f WHERE f.causation_id = a.event_id))
+                     ELSE 0 END,
                    (SELECT count(*) FROM ferry_outbox WHERE status <> 'published')",
             )
+            .bind(self.spec.transactional)
             .fetch_one(&self.pool)
             .await;
             if let Ok(counts) = counts {

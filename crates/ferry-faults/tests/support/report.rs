@@ -45,6 +45,10 @@ pub struct CaseResult {
     pub duration_ms: i64,
     /// Events applied per second over the run.
     pub throughput_per_s: f64,
+    /// Transactional mode: applied events whose follow-up never arrived.
+    pub follow_ups_lost: Option<i64>,
+    /// Transactional mode: events whose follow-up was emitted more than once.
+    pub follow_ups_twice: Option<i64>,
     /// Anything else worth knowing about the run.
     pub notes: Vec<String>,
     pub passed: bool,
@@ -100,10 +104,10 @@ impl CaseResult {
 
 const COUNTS: &str = "
 SELECT
-  (SELECT count(*) FROM ferry_outbox),
-  (SELECT count(*) FROM ferry_outbox o WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.event_id = o.id)),
+  (SELECT count(*) FROM items),
+  (SELECT count(*) FROM items o WHERE NOT EXISTS (SELECT 1 FROM applied a WHERE a.event_id = o.id)),
   (SELECT count(*) FROM (SELECT event_id FROM applied GROUP BY event_id HAVING count(*) > 1) t),
-  (SELECT count(*) FROM applied a WHERE NOT EXISTS (SELECT 1 FROM ferry_outbox o WHERE o.id = a.event_id)),
+  (SELECT count(*) FROM applied a WHERE NOT EXISTS (SELECT 1 FROM items o WHERE o.id = a.event_id)),
   (SELECT count(*) FROM absorbed),
   (SELECT count(*) FROM dead_letters),
   (SELECT count(*) FROM ferry_outbox WHERE status <> 'published'),
@@ -111,7 +115,16 @@ SELECT
   (SELECT count(*) FROM applied WHERE attempt > 1) + (SELECT count(*) FROM absorbed WHERE attempt > 1),
   (SELECT count(*) FROM applied WHERE redelivered) + (SELECT count(*) FROM absorbed WHERE redelivered),
   (SELECT coalesce(max(EXTRACT(EPOCH FROM a.applied_at - o.created_at) * 1000), 0)::bigint
-     FROM applied a JOIN ferry_outbox o ON o.id = a.event_id)";
+     FROM applied a JOIN items o ON o.id = a.event_id)";
+
+/// The transactional mode's follow-ups: applied events without a recorded follow-up, and
+/// events whose follow-up was emitted (committed) more than once.
+pub const FOLLOW_UPS: &str = "
+SELECT
+  (SELECT count(DISTINCT a.event_id) FROM applied a
+    WHERE NOT EXISTS (SELECT 1 FROM followed f WHERE f.causation_id = a.event_id)),
+  (SELECT count(*) FROM (SELECT causation_id FROM followed GROUP BY causation_id
+    HAVING count(*) > 1) t)";
 
 type Counts = (i64, i64, i64, i64, i64, i64, i64, i64, i64, i64, i64);
 
