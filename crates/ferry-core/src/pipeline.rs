@@ -282,7 +282,26 @@ impl Pipeline {
                 match tx.insert_inbox(ctx.consumer(), ctx.message_id()).await {
                     Ok(true) => {}
                     Ok(false) => {
-                        rollback(tx).await;
+                        let mut cx = TxContext::new(tx, ctx);
+                        let result = AssertUnwindSafe(handler.on_duplicate(&mut cx))
+                            .catch_unwind()
+                            .await;
+                        let (tx, _) = cx.into_parts();
+                        match result {
+                            Ok(Ok(())) => {
+                                if let Err(e) = tx.commit().await {
+                                    tracing::warn!(error = %e, "could not commit on_duplicate's writes");
+                                }
+                            }
+                            Ok(Err(e)) => {
+                                tracing::warn!(error = %e, "on_duplicate failed; the duplicate is acked");
+                                rollback(tx).await;
+                            }
+                            Err(_) => {
+                                tracing::warn!("on_duplicate panicked; the duplicate is acked");
+                                rollback(tx).await;
+                            }
+                        }
                         return Ok(Handled::Duplicate);
                     }
                     Err(e) => {

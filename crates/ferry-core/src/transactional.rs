@@ -167,4 +167,16 @@ pub trait TransactionalHandler<E, T>: Send + Sync + 'static {
         event: E,
         cx: &mut TxContext<T>,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Called instead of [`handle`](Self::handle) for a message whose inbox row was already
+    /// there (a duplicate), in a transaction of its own that ferry commits when this returns
+    /// `Ok` (e.g. to count duplicates in your database). Its failure is logged and the message
+    /// acked all the same: the message was handled before. Does nothing by default.
+    fn on_duplicate(
+        &self,
+        cx: &mut TxContext<T>,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = cx;
+        async { Ok(()) }
+    }
 }

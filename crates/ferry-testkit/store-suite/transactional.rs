@@ -71,6 +71,15 @@ where
             _ => Ok(()),
         }
     }
+
+    async fn on_duplicate(&self, cx: &mut TxContext<T>) -> Result<(), HandlerError> {
+        let message_id = cx.message().message_id().to_owned();
+        sqlx::query("INSERT INTO tx_duplicates (message_id) VALUES ($1)")
+            .bind(&message_id)
+            .execute(cx.db())
+            .await?;
+        Ok(())
+    }
 }
 
 struct Setup {
@@ -87,10 +96,12 @@ struct Setup {
 impl Setup {
     async fn new() -> Setup {
         let db = TestDb::new().await;
-        sqlx::query("CREATE TABLE tx_applied (message_id TEXT NOT NULL, n BIGINT NOT NULL)")
-            .execute(&db.pool)
-            .await
-            .unwrap();
+        for statement in [
+            "CREATE TABLE tx_applied (message_id TEXT NOT NULL, n BIGINT NOT NULL)",
+            "CREATE TABLE tx_duplicates (message_id TEXT NOT NULL)",
+        ] {
+            sqlx::query(statement).execute(&db.pool).await.unwrap();
+        }
         let exchange = unique_name("ferry-test-tx");
         let bus = broker(&exchange).await;
         let outbox = Outbox::new(db.pool.clone());
