@@ -1,4 +1,4 @@
-//! Faults: why a message was dead-lettered, and the headers that say so (DESIGN.md §3).
+//! Faults: why a message was dead-lettered, and the headers that say so (`docs/wire-format.md`, dead letters).
 
 use std::fmt;
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// How a consumer retries a failed message (DESIGN.md §3).
+/// How a consumer retries a failed message (`docs/wire-format.md`, retries).
 ///
 /// ```
 /// use std::time::Duration;

@@ -1,4 +1,4 @@
-//! Decoding binary-mode and plain messages: every form DESIGN.md §3 accepts, and every way
+//! Decoding binary-mode and plain messages: every form `docs/wire-format.md` accepts, and every way
 //! a message fails. Structured mode is in `codec_structured.rs`.
 
 use bytes::Bytes;

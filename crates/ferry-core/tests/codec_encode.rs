@@ -1,4 +1,4 @@
-//! Encoding: the exact wire form of an event (DESIGN.md §3) and the extension rule.
+//! Encoding: the exact wire form of an event (`docs/wire-format.md`) and the extension rule.
 
 use std::collections::{BTreeMap, HashMap};
 

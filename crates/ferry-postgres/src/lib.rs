@@ -44,7 +44,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Tables (DESIGN.md §4)
+//! ## Tables (`docs/tables.md`)
 //!
 //! `ferry_outbox` has one row per event: `id` (the event id, primary key), `seq` (the order rows
 //! were added), `status` (`pending`, `published` or `dead`), `attempts`, `last_error`,

@@ -1,7 +1,7 @@
 //! The dead-letter consumer: `bus.dead_letter_consumer("myapp.dlq").on_dead_letter(f)`.
 //!
 //! Topology: the dead-letter exchange is a durable **topic** exchange, and the dead-letter
-//! queue is bound to it with `#`. Dead letters keep their original routing key (DESIGN.md §3),
+//! queue is bound to it with `#`. Dead letters keep their original routing key (`docs/wire-format.md`),
 //! so a topic exchange lets an operator bind extra queues for some event types only
 //! (`orders.#`), while `#` gives the dead-letter queue all of them. Consumers declare the
 //! same exchange the same way, so either may start first.

@@ -48,7 +48,7 @@ async fn every_envelope_field_survives_the_round_trip() {
     assert_eq!(got.routing_key, "orders.order.created.eu");
     assert_eq!(got.exchange, env.exchange);
     let m = &got.message;
-    // The properties of DESIGN.md §3.
+    // The properties of `docs/wire-format.md`.
     assert_eq!(
         m.properties.content_type.as_deref(),
         Some("application/json")

@@ -36,7 +36,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Tables (DESIGN.md §4)
+//! ## Tables (`docs/tables.md`)
 //!
 //! `ferry_outbox`: `id` (the event id, primary key), `seq` (the order rows were added),
 //! `status` (`pending`, `published`, `dead`), `attempts`, `last_error`, `next_attempt_at`,

@@ -69,7 +69,7 @@ pub(super) fn require_json(content_type: Option<&str>) -> Result<(), DecodeError
     }
 }
 
-/// Decodes a message in any form DESIGN.md §3 accepts.
+/// Decodes a message in any form `docs/wire-format.md` (accepted messages) describes.
 pub(super) fn decode(message: &WireMessage) -> Result<Decoded, DecodeError> {
     check_content_encoding(&message.properties)?;
     if classify(message.properties.content_type.as_deref()) == Media::Structured {

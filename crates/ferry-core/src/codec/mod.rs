@@ -1,7 +1,7 @@
-//! The wire format of DESIGN.md §3: CloudEvents 1.0 in binary content mode over AMQP.
+//! The wire format of `docs/wire-format.md`: CloudEvents 1.0 in binary content mode over AMQP.
 //!
 //! [`encode`] writes an event and its envelope as a [`WireMessage`]; [`decode`] reads every form
-//! §3 accepts back into an [`Envelope`] and the data's JSON; [`decode_event`] checks the version,
+//! `docs/wire-format.md` accepts back into an [`Envelope`] and the data's JSON; [`decode_event`] checks the version,
 //! runs the upcasters and deserializes the typed event.
 //!
 //! # What ferry writes
@@ -162,7 +162,7 @@ pub fn encode_data(envelope: &Envelope, data: Bytes) -> WireMessage {
     encode::encode_data(envelope, data)
 }
 
-/// Decodes a message in any form DESIGN.md §3 accepts. It never panics, whatever the message.
+/// Decodes a message in any form `docs/wire-format.md` accepts. It never panics, whatever the message.
 pub fn decode(message: &WireMessage) -> Result<Decoded, DecodeError> {
     decode::decode(message)
 }

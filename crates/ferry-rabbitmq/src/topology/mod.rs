@@ -1,5 +1,5 @@
 //! Topology: the events exchange, consumer queues and their bindings, the retry queues of
-//! DESIGN.md §3, the dead-letter exchange and queue; declared, or checked in passive mode.
+//! `docs/wire-format.md`, the dead-letter exchange and queue; declared, or checked in passive mode.
 //!
 //! A declare that meets an existing queue or exchange with other arguments fails with
 //! [`TopologyError::Inequivalent`], which names the argument, what ferry asked for and what
@@ -73,7 +73,7 @@ impl QueueDecl {
         Self::durable(name).arg("x-queue-type", Arg::Str(kind.into()))
     }
 
-    /// The retry queue for `queue` and `delay` (DESIGN.md §3): durable, `x-message-ttl`, and
+    /// The retry queue for `queue` and `delay` (`docs/wire-format.md`, retries): durable, `x-message-ttl`, and
     /// dead-lettering back to `queue` through the default exchange.
     pub fn retry(queue: &str, delay: Duration) -> Self {
         let ttl = delay_ms(delay);

@@ -1,5 +1,5 @@
 //! The corpus: messages a plain AMQP client can put on the wire, each with what a ferry
-//! consumer must make of it (DESIGN.md §3): dead-lettered with a fault kind, or handled.
+//! consumer must make of it (`docs/wire-format.md`): dead-lettered with a fault kind, or handled.
 //!
 //! Header values use only the AMQP field types RabbitMQ carries unchanged (long strings,
 //! signed integers, doubles, booleans, timestamps, tables, arrays, byte arrays, void).
@@ -588,7 +588,7 @@ pub fn corpus() -> Vec<Case> {
             Raw::structured("").body(&b"{\"specversion\":\"1.0\",\"id\":\"\xff\"}"[..]),
             Decode,
         ),
-        // ---- accepted: odd but valid forms (DESIGN.md §3) -------------------------------
+        // ---- accepted: odd but valid forms (`docs/wire-format.md`) -------------------------------
         handled(
             "ce-id-as-an-integer",
             b("a-1").header("ce-id", AMQPValue::LongLongInt(1_000_001)),

@@ -1,7 +1,7 @@
 //! A poison corpus sent by a plain AMQP client (raw lapin `basic_publish`, not ferry's
 //! publisher) to a ferry consumer on the real broker: every poison message lands in the
 //! dead-letter queue at once with the right `ferry-fault-kind` and everything it carried,
-//! the odd-but-valid forms of DESIGN.md §3 are handled, and the valid traffic interleaved
+//! the odd-but-valid forms of `docs/wire-format.md` are handled, and the valid traffic interleaved
 //! with the poison is all handled, once.
 //!
 //! The corpus is the table in `cases.rs`.
