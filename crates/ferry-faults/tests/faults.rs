@@ -395,14 +395,9 @@ async fn transactional_consumer_killed_at_commit(
     case.healed();
     case.notes
         .push(format!("killed at the commit of {message_id}"));
-    let pool = case.pool.clone();
+    case.watched = Some(message_id);
     let result = case.finish().await;
-    let rows: Vec<(i32, bool)> =
-        sqlx::query_as("SELECT attempt, redelivered FROM applied WHERE event_id = $1")
-            .bind(&message_id)
-            .fetch_all(&pool)
-            .await
-            .unwrap_or_default();
+    let rows = result.watched_applied.clone();
     (result, rows)
 }
 

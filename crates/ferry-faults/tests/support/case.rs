@@ -87,6 +87,8 @@ pub struct Case {
     window: Option<FaultWindow>,
     fault_began: Option<DateTime<Utc>>,
     pub notes: Vec<String>,
+    /// An event whose `applied` rows [`Case::finish`] reports (as `watched_applied`).
+    pub watched: Option<String>,
 }
 
 impl Case {
@@ -151,6 +153,7 @@ impl Case {
             window: None,
             fault_began: None,
             notes: Vec::new(),
+            watched: None,
         }
     }
 
@@ -243,6 +246,15 @@ impl Case {
             "{produced} events added in {:.1} s",
             producing.as_secs_f64()
         ));
+        if let Some(id) = &self.watched {
+            result.watched_applied = sqlx::query_as(
+                "SELECT attempt, redelivered FROM applied WHERE event_id = $1 ORDER BY seq",
+            )
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await
+            .expect("read the watched event's rows");
+        }
         if self.spec.transactional {
             let (lost, twice): (i64, i64) = sqlx::query_as(super::report::FOLLOW_UPS)
                 .fetch_one(&self.pool)

@@ -49,6 +49,8 @@ pub struct CaseResult {
     pub follow_ups_lost: Option<i64>,
     /// Transactional mode: events whose follow-up was emitted more than once.
     pub follow_ups_twice: Option<i64>,
+    /// The `applied` rows (attempt, redelivered) of the event the case watched.
+    pub watched_applied: Vec<(i32, bool)>,
     /// Anything else worth knowing about the run.
     pub notes: Vec<String>,
     pub passed: bool,
