@@ -148,9 +148,7 @@ fn usage_line(e: &clap::Error) -> String {
                 .join(", "),
             _ => String::new(),
         };
-        return format!(
-            "`{command}` needs a subcommand ({choices}); see `{command} --help`"
-        );
+        return format!("`{command}` needs a subcommand ({choices}); see `{command} --help`");
     }
     let text = e.render().to_string();
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());

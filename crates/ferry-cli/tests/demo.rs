@@ -435,7 +435,10 @@ fn leftover_retry_copies_do_not_inflate_the_next_run() {
         .await
         .unwrap()
     });
-    assert_eq!(stock_reserved_seen, 0, "the orders context's leftover came back");
+    assert_eq!(
+        stock_reserved_seen, 0,
+        "the orders context's leftover came back"
+    );
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -481,7 +484,14 @@ fn latency_is_measured_from_the_orders_commit() {
     let db = rt
         .block_on(ferry_testkit::pg::TempDatabase::create())
         .unwrap();
-    let base = ["demo", "--transport", "memory", "--json", "--database-url", db.url()];
+    let base = [
+        "demo",
+        "--transport",
+        "memory",
+        "--json",
+        "--database-url",
+        db.url(),
+    ];
     let mut first = base.to_vec();
     first.extend(["--events", "1"]);
     summary(&ferry(&first));
@@ -500,7 +510,10 @@ fn latency_is_measured_from_the_orders_commit() {
     second.extend(["--events", "2"]);
     let s = summary(&ferry(&second));
     assert_eq!(n(&s, "orders_confirmed"), 2, "{s}");
-    assert!(s["elapsed_s"].as_f64().unwrap() >= 3.0, "the trigger ran: {s}");
+    assert!(
+        s["elapsed_s"].as_f64().unwrap() >= 3.0,
+        "the trigger ran: {s}"
+    );
     let max = s["latency_ms"]["max"].as_f64().unwrap();
     assert!(
         max > 0.0 && max < 3000.0,
@@ -529,8 +542,14 @@ fn the_demo_counts_only_its_own_outbox_rows() {
         ferry::postgres::migrate(&pool).await.unwrap();
         let outbox = ferry::postgres::PgOutbox::new(pool.clone());
         let mut tx = pool.begin().await.unwrap();
-        let published = outbox.add(&mut tx, &InvoiceSent { invoice: 1 }).await.unwrap();
-        let waiting = outbox.add(&mut tx, &InvoiceSent { invoice: 2 }).await.unwrap();
+        let published = outbox
+            .add(&mut tx, &InvoiceSent { invoice: 1 })
+            .await
+            .unwrap();
+        let waiting = outbox
+            .add(&mut tx, &InvoiceSent { invoice: 2 })
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         sqlx::query(
             "UPDATE ferry_outbox SET status = 'published', published_at = now() WHERE id = $1",

@@ -102,8 +102,8 @@ async fn each_dlq_verb_does_what_it_says_to_the_queues() {
     assert_eq!(ready(&bus, &q.dlq).await, 5);
 
     // list: every dead letter, oldest first, left on the queue in order.
-    let listed: Value = serde_json::from_str(&stdout_ok(&run(&q, &["dlq", "list", "--json"]).await))
-        .unwrap();
+    let listed: Value =
+        serde_json::from_str(&stdout_ok(&run(&q, &["dlq", "list", "--json"]).await)).unwrap();
     let listed = listed.as_array().unwrap();
     assert_eq!(
         listed.iter().map(|d| d["id"].clone()).collect::<Vec<_>>(),

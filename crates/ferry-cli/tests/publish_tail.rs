@@ -142,11 +142,10 @@ async fn tail_json_prints_every_contract_key_and_goes_on_past_undecodable_messag
         }
         text
     });
-    let ready = tokio::task::spawn_blocking(move || {
-        ready_rx.recv_timeout(Duration::from_secs(60)).is_ok()
-    })
-    .await
-    .unwrap();
+    let ready =
+        tokio::task::spawn_blocking(move || ready_rx.recv_timeout(Duration::from_secs(60)).is_ok())
+            .await
+            .unwrap();
     assert!(ready, "tail did not start");
 
     let exchange_arg = exchange.clone();
@@ -256,7 +255,7 @@ async fn tail_exits_3_when_the_messages_do_not_come_in_time() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(out.stdout.is_empty(), "nothing arrived, nothing printed");
-    let last = stderr.lines().filter(|l| !l.trim().is_empty()).last();
+    let last = stderr.lines().rfind(|l| !l.trim().is_empty());
     assert!(
         last.is_some_and(|l| l.contains("timed out")),
         "says it timed out: {stderr}"

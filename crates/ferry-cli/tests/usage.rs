@@ -36,7 +36,10 @@ fn a_missing_subcommand_is_one_line_naming_it_and_help() {
     ] {
         let line = assert_one_line_usage(args);
         assert!(line.contains("subcommand"), "{args:?}: {line}");
-        assert!(line.contains(a_choice), "{args:?} names the choices: {line}");
+        assert!(
+            line.contains(a_choice),
+            "{args:?} names the choices: {line}"
+        );
         assert!(
             line.contains(&format!("{command} --help")),
             "{args:?} points to `{command} --help`: {line}"

@@ -152,7 +152,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
 /// The kind of database a URL names (checked before anything connects).
 enum Database {
     Postgres,
-    Sqlite(SqliteConnectOptions),
+    Sqlite(Box<SqliteConnectOptions>),
 }
 
 impl Database {
@@ -162,7 +162,7 @@ impl Database {
         } else if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|e| CliError::Usage(format!("bad --database-url: {e}")))?;
-            Ok(Database::Sqlite(options))
+            Ok(Database::Sqlite(Box::new(options)))
         } else {
             Err(CliError::Usage(format!(
                 "--database-url must start with postgres:// or sqlite: (got `{}`)",
@@ -195,7 +195,7 @@ async fn with_database<T: DemoTransport>(
             scenario::run(db, bus, config).await.map_err(runtime)
         }
         Database::Sqlite(options) => {
-            let options = options
+            let options = (*options)
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)

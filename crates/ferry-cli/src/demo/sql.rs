@@ -96,7 +96,11 @@ pub const SQLITE_SCHEMA: &[&str] = &[
 pub const PG_ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("orders", "committed_at", "TIMESTAMPTZ"),
     ("orders", "confirm_attempt", "INTEGER"),
-    ("inventory_reservations", "attempt", "INTEGER NOT NULL DEFAULT 1"),
+    (
+        "inventory_reservations",
+        "attempt",
+        "INTEGER NOT NULL DEFAULT 1",
+    ),
     ("dead_letters", "attempts", "INTEGER NOT NULL DEFAULT 1"),
 ];
 
@@ -104,7 +108,11 @@ pub const PG_ADDED_COLUMNS: &[(&str, &str, &str)] = &[
 pub const SQLITE_ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("orders", "committed_at", "TEXT"),
     ("orders", "confirm_attempt", "INTEGER"),
-    ("inventory_reservations", "attempt", "INTEGER NOT NULL DEFAULT 1"),
+    (
+        "inventory_reservations",
+        "attempt",
+        "INTEGER NOT NULL DEFAULT 1",
+    ),
     ("dead_letters", "attempts", "INTEGER NOT NULL DEFAULT 1"),
 ];
 
@@ -138,8 +146,7 @@ pub const INSERT_ORDER: &str = "INSERT INTO orders (id, customer_email, total_am
      VALUES ($1, $2, $3, 'pending', $4)";
 pub const INSERT_ITEM: &str =
     "INSERT INTO order_items (order_id, product_id, quantity) VALUES ($1, $2, $3)";
-pub const INSERT_RESERVATION: &str =
-    "INSERT INTO inventory_reservations (order_id, items, reserved_at, attempt) VALUES ($1, $2, $3, $4)";
+pub const INSERT_RESERVATION: &str = "INSERT INTO inventory_reservations (order_id, items, reserved_at, attempt) VALUES ($1, $2, $3, $4)";
 /// When the order's transaction committed: the start of its latency.
 pub const ORDER_COMMITTED: &str = "UPDATE orders SET committed_at = $2 WHERE id = $1";
 /// A delivery the inbox recognised as already processed.
@@ -178,5 +185,4 @@ pub const COUNT_LOST: &str = "SELECT COUNT(*) FROM orders o WHERE o.status <> 'c
      AND NOT EXISTS (SELECT 1 FROM dead_letters d WHERE d.order_id = o.id)";
 /// Committed and confirmed times of the confirmed orders (an order whose commit time was not
 /// recorded, its process stopped right after the commit, counts from its creation).
-pub const CONFIRMED_TIMES: &str =
-    "SELECT COALESCE(committed_at, created_at), confirmed_at FROM orders WHERE status = 'confirmed'";
+pub const CONFIRMED_TIMES: &str = "SELECT COALESCE(committed_at, created_at), confirmed_at FROM orders WHERE status = 'confirmed'";
