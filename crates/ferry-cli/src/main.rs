@@ -27,7 +27,8 @@ pub struct Global {
         hide_default_value = true
     )]
     pub amqp_url: String,
-    /// The database URL (postgres://… or sqlite:…); the demo defaults to ./ferry-demo.sqlite.
+    /// The database URL (postgres://… or sqlite:…); `demo` and `outbox` default to
+    /// ./ferry-demo.sqlite.
     #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// The events exchange.
@@ -68,38 +69,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 let _ = e.print();
-                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                };
+                return ExitCode::SUCCESS;
             }
-            // One line that says what is wrong.
-            let text = e.render().to_string();
-            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-            let mut line = lines
-                .next()
-                .unwrap_or("bad usage")
-                .trim_start_matches("error: ")
-                .to_owned();
-            if line.ends_with(':') {
-                // "the following required arguments were not provided:" names them next.
-                if let Some(next) = lines.next() {
-                    line = format!("{line} {next}");
-                }
-            }
-            eprintln!("{line}");
+            eprintln!("{}", usage_line(&e));
             return ExitCode::from(2);
         }
     };
@@ -131,6 +109,61 @@ fn main() -> ExitCode {
             e.exit_code()
         }
     }
+}
+
+/// Parses the command line. A command run without its subcommand is bad usage like any other
+/// (one line, exit 2), not a reason to print the whole help: clap would otherwise print it.
+fn parse() -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    fn no_help_instead_of_error(command: clap::Command) -> clap::Command {
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        names
+            .iter()
+            .fold(command.arg_required_else_help(false), |command, name| {
+                command.mut_subcommand(name, no_help_instead_of_error)
+            })
+    }
+    let mut command = no_help_instead_of_error(Cli::command());
+    let matches = command.try_get_matches_from_mut(std::env::args_os())?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+}
+
+/// The one line that says what is wrong with the command line.
+fn usage_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() == ErrorKind::MissingSubcommand {
+        let command = match e.get(ContextKind::InvalidSubcommand) {
+            Some(ContextValue::String(name)) => name.clone(),
+            _ => "ferry".to_owned(),
+        };
+        let choices = match e.get(ContextKind::ValidSubcommand) {
+            Some(ContextValue::Strings(names)) => names
+                .iter()
+                .filter(|n| n.as_str() != "help")
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => String::new(),
+        };
+        return format!("`{command}` needs a subcommand ({choices}); see `{command} --help`");
+    }
+    let text = e.render().to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut line = lines
+        .next()
+        .unwrap_or("bad usage")
+        .trim_start_matches("error: ")
+        .to_owned();
+    if line.ends_with(':') {
+        // "the following required arguments were not provided:" names them next.
+        if let Some(next) = lines.next() {
+            line = format!("{line} {next}");
+        }
+    }
+    line
 }
 
 fn init_tracing() {

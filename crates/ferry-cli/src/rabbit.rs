@@ -39,8 +39,8 @@ fn one_line(text: &str) -> String {
 
 #[async_trait]
 impl DemoTransport for RabbitMq {
-    async fn reset_queues(&self) -> anyhow::Result<()> {
-        for queue in crate::demo::DEMO_QUEUES {
+    async fn reset_queues(&self, queues: &[String]) -> anyhow::Result<()> {
+        for queue in queues {
             self.purge_queue(queue).await?;
         }
         Ok(())

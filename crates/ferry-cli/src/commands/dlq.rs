@@ -2,7 +2,8 @@
 //!
 //! `list` and `show` read without removing or reordering anything. `replay` sends dead letters
 //! back to their original queue (without the fault headers, `ferry-attempt` reset); `purge`
-//! removes them. `--id` may be repeated.
+//! removes them. `--id` may be repeated. `--limit N` takes the oldest N: for `list`, and for
+//! `replay` and `purge` with `--all`; elsewhere it means nothing and is refused.
 
 use std::{process::ExitCode, time::Duration};
 
@@ -49,9 +50,9 @@ struct Selection {
     /// Every message on the queue.
     #[arg(long)]
     all: bool,
-    /// At most this many (list only).
-    #[arg(long)]
-    limit: Option<usize>,
+    /// At most this many, oldest first (`list`, and `replay`/`purge` with `--all`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    limit: Option<u32>,
     /// JSON on standard output.
     #[arg(long)]
     json: bool,
@@ -59,14 +60,47 @@ struct Selection {
 
 impl Selection {
     fn selection(&self, verb: &str) -> Result<DlqSelection, CliError> {
-        match (self.all, self.ids.is_empty()) {
-            (true, true) => Ok(DlqSelection::All),
-            (false, false) => Ok(DlqSelection::Ids(self.ids.clone())),
-            _ => Err(CliError::Usage(format!(
-                "`ferry dlq {verb}` needs `--id ID` (repeatable) or `--all`"
-            ))),
+        let selection = match (self.all, self.ids.is_empty()) {
+            (true, true) => DlqSelection::All,
+            (false, false) => DlqSelection::Ids(self.ids.clone()),
+            _ => {
+                return Err(CliError::Usage(format!(
+                    "`ferry dlq {verb}` needs `--id ID` (repeatable) or `--all`"
+                )));
+            }
+        };
+        if self.limit.is_some() && !self.all {
+            return Err(CliError::Usage(format!(
+                "--limit goes with --all (the oldest N); `ferry dlq {verb} --id` takes exactly \
+                 the ids given"
+            )));
         }
+        Ok(selection)
     }
+
+    fn limit(&self) -> Option<usize> {
+        self.limit.and_then(|l| usize::try_from(l).ok())
+    }
+}
+
+/// What `--all --limit N` selects: the oldest N dead letters, by id. A dead letter without an
+/// id cannot be told apart from the others, so it cannot be selected; it is counted in the
+/// second value and left on the queue.
+async fn oldest(
+    tools: &ferry::rabbitmq::DeadLetterQueue<'_>,
+    selection: DlqSelection,
+    limit: Option<usize>,
+) -> Result<(DlqSelection, usize), ferry::rabbitmq::RabbitMqError> {
+    let (DlqSelection::All, Some(limit)) = (&selection, limit) else {
+        return Ok((selection, 0));
+    };
+    let dead = tools.list(Some(limit)).await?;
+    let ids: Vec<String> = dead
+        .iter()
+        .filter_map(|d| d.message_id().map(str::to_owned))
+        .collect();
+    let without_id = dead.len() - ids.len();
+    Ok((DlqSelection::Ids(ids), without_id))
 }
 
 /// Runs `ferry dlq`.
@@ -81,6 +115,11 @@ pub async fn run(global: &Global, args: DlqArgs) -> CliResult {
         DlqCommand::Show(s) if s.ids.len() != 1 => {
             return Err(CliError::Usage(
                 "`ferry dlq show` needs exactly one `--id ID`".into(),
+            ));
+        }
+        DlqCommand::Show(s) if s.limit.is_some() => {
+            return Err(CliError::Usage(
+                "--limit means nothing to `ferry dlq show`, which shows the one `--id`".into(),
             ));
         }
         DlqCommand::Replay(s) => {
@@ -102,7 +141,7 @@ async fn execute(bus: &ferry::rabbitmq::RabbitMq, command: DlqCommand) -> CliRes
     match command {
         DlqCommand::List(s) => {
             let tools = bus.dead_letter_queue(s.queue.as_str());
-            let dead = tools.list(s.limit).await.map_err(runtime)?;
+            let dead = tools.list(s.limit()).await.map_err(runtime)?;
             if s.json {
                 let items: Vec<Value> = dead.iter().map(|d| dead_letter_json(d, false)).collect();
                 println!("{}", Value::Array(items));
@@ -130,22 +169,27 @@ async fn execute(bus: &ferry::rabbitmq::RabbitMq, command: DlqCommand) -> CliRes
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Replay(s) => {
-            let selection = s.selection("replay")?;
             let tools = bus.dead_letter_queue(s.queue.as_str());
+            let (selection, without_id) = oldest(&tools, s.selection("replay")?, s.limit())
+                .await
+                .map_err(runtime)?;
             let report = tools.replay(&selection).await.map_err(runtime)?;
-            finish(&report, s.json, "replayed")
+            finish(&report, without_id, s.json, "replayed")
         }
         DlqCommand::Purge(s) => {
-            let selection = s.selection("purge")?;
             let tools = bus.dead_letter_queue(s.queue.as_str());
+            let (selection, without_id) = oldest(&tools, s.selection("purge")?, s.limit())
+                .await
+                .map_err(runtime)?;
             let report = tools.purge(&selection).await.map_err(runtime)?;
-            finish(&report, s.json, "purged")
+            finish(&report, without_id, s.json, "purged")
         }
     }
 }
 
-/// Prints a replay or purge report; exit 1 when something asked for was not done.
-fn finish(report: &ReplayReport, json: bool, verb: &str) -> CliResult {
+/// Prints a replay or purge report; exit 1 when something asked for was not done
+/// (`without_id`: dead letters among the oldest N that could not be selected).
+fn finish(report: &ReplayReport, without_id: usize, json: bool, verb: &str) -> CliResult {
     if json {
         let failed: Vec<Value> = report
             .failed
@@ -171,7 +215,13 @@ fn finish(report: &ReplayReport, json: bool, verb: &str) -> CliResult {
     for (id, error) in &report.failed {
         eprintln!("could not replay `{id}`: {error}");
     }
-    if report.not_found.is_empty() && report.failed.is_empty() {
+    if without_id > 0 {
+        eprintln!(
+            "{without_id} of the oldest dead letters have no id and were left on the queue \
+             (use --all without --limit for them)"
+        );
+    }
+    if report.not_found.is_empty() && report.failed.is_empty() && without_id == 0 {
         Ok(ExitCode::SUCCESS)
     } else {
         Ok(ExitCode::from(1))

@@ -1,5 +1,6 @@
 //! `ferry outbox status|list|retry`: the operator's view of the outbox on `--database-url`
-//! (PostgreSQL or SQLite).
+//! (PostgreSQL or SQLite); without one, the demo's database (`ferry-demo.sqlite` in the
+//! current directory), as `ferry demo` does.
 
 use std::{process::ExitCode, str::FromStr, time::Duration};
 
@@ -87,11 +88,17 @@ macro_rules! each {
 
 impl Outbox {
     async fn open(global: &Global) -> Result<Self, CliError> {
-        let Some(url) = global.database_url.as_deref() else {
-            return Err(CliError::Usage(
-                "`ferry outbox` needs --database-url (or DATABASE_URL): postgres://… or sqlite:…"
-                    .into(),
-            ));
+        let url = match global.database_url.as_deref() {
+            Some(url) => url,
+            // Opening it would create an empty file: say what is missing instead.
+            None if !std::path::Path::new(crate::demo::DEFAULT_DATABASE_FILE).exists() => {
+                return Err(CliError::Usage(format!(
+                    "no {} (the demo's database) in the current directory: run `ferry demo` \
+                     here or pass --database-url (or DATABASE_URL): postgres://… or sqlite:…",
+                    crate::demo::DEFAULT_DATABASE_FILE
+                )));
+            }
+            None => crate::demo::DEFAULT_DATABASE_URL,
         };
         let failed =
             |e: sqlx::Error| CliError::Runtime(format!("cannot open {}: {e}", crate::redact(url)));

@@ -18,7 +18,7 @@ pub struct PublishArgs {
     /// The event type, `{bounded-context}.{aggregate}.{event}`; also the default routing key.
     #[arg(long = "type", value_name = "TYPE")]
     pub event_type: String,
-    /// The event's data: a JSON value.
+    /// The event's data: a JSON value, sent byte for byte as given.
     #[arg(long, value_name = "JSON")]
     pub data: String,
     /// The routing key (default: the type).
@@ -58,7 +58,9 @@ pub async fn run(global: &Global, args: PublishArgs) -> CliResult {
 /// The message the arguments describe (every input checked: bad input is exit 2).
 pub fn build(args: &PublishArgs) -> Result<OutgoingMessage, CliError> {
     validate_event_name(&args.event_type).map_err(|e| CliError::Usage(format!("--type: {e}")))?;
-    let data: serde_json::Value = serde_json::from_str(&args.data)
+    // Checked, never parsed into a value: a round trip would reorder keys and round numbers
+    // that do not fit an f64, and consumers must get the bytes the user wrote.
+    serde_json::from_str::<serde::de::IgnoredAny>(&args.data)
         .map_err(|e| CliError::Usage(format!("--data is not valid JSON: {e}")))?;
     let routing_key = args
         .routing_key
@@ -81,8 +83,6 @@ pub fn build(args: &PublishArgs) -> Result<OutgoingMessage, CliError> {
     if let Some(c) = &args.correlation_id {
         envelope = envelope.with_correlation_id(c.as_str());
     }
-    let body = serde_json::to_vec(&data)
-        .map_err(|e| CliError::Usage(format!("--data cannot be written as JSON: {e}")))?;
-    let message = codec::encode_data(&envelope, body.into());
+    let message = codec::encode_data(&envelope, args.data.clone().into_bytes().into());
     Ok(OutgoingMessage::new(routing_key, message))
 }

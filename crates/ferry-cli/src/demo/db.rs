@@ -38,6 +38,11 @@ impl Progress {
 pub struct Totals {
     /// Orders.
     pub orders: u64,
+    /// Retries: the delivery attempts after the first that the reservations, confirmations
+    /// and dead letters record.
+    pub retries: u64,
+    /// Deliveries the inbox skipped as already processed (`skipped_duplicates`).
+    pub duplicates_skipped: u64,
     /// Outbox rows published.
     pub events_published: u64,
     /// Reservation rows.
@@ -71,15 +76,17 @@ pub trait DemoDb: Clone + Send + Sync + 'static {
         options: PublishOptions,
     ) -> anyhow::Result<()>;
 
-    /// The inventory context: inbox row, reservation, notification and `inventory.stock.reserved`
-    /// in one transaction. `Ok(false)`: a duplicate, nothing changed.
+    /// The inventory context: inbox row, reservation (with the delivery attempt), notification
+    /// and `inventory.stock.reserved` in one transaction. `Ok(false)`: a duplicate, nothing
+    /// changed but its row in `skipped_duplicates`.
     async fn reserve(
         &self,
         event: &OrderCreated,
         ctx: &MessageContext,
     ) -> Result<bool, HandlerError>;
 
-    /// The orders context confirms the order: inbox row and status in one transaction.
+    /// The orders context confirms the order: inbox row and status (with the delivery attempt)
+    /// in one transaction. `Ok(false)`: a duplicate, recorded in `skipped_duplicates`.
     async fn confirm(
         &self,
         event: &StockReserved,

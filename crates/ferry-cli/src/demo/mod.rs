@@ -24,6 +24,11 @@ use crate::{
 
 pub use scenario::DemoTransport;
 
+/// The demo's database file when no `--database-url` is given (in the current directory).
+pub const DEFAULT_DATABASE_FILE: &str = "ferry-demo.sqlite";
+/// [`DEFAULT_DATABASE_FILE`] as a database URL.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://ferry-demo.sqlite";
+
 /// The demo's queues, emptied at the start of a run.
 pub const DEMO_QUEUES: [&str; 3] = [db::INVENTORY_QUEUE, db::ORDERS_QUEUE, db::DEAD_LETTER_QUEUE];
 
@@ -102,44 +107,20 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
     let url = global
         .database_url
         .clone()
-        .unwrap_or_else(|| "sqlite://ferry-demo.sqlite".to_owned());
-    let outcome = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&url)
-            .await
-            .map_err(|e| db_error(&url, e))?;
-        let outbox = ferry::postgres::PgOutbox::new(pool.clone());
-        let inbox = ferry::postgres::PgInbox::new(pool.clone());
-        let db = stores::PgDemoDb::open(pool, outbox, inbox)
-            .await
-            .map_err(runtime)?;
-        with_transport(global, &args, db, config).await?
-    } else if url.starts_with("sqlite:") {
-        let options = SqliteConnectOptions::from_str(&url)
-            .map_err(|e| CliError::Usage(format!("bad --database-url: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
-            .await
-            .map_err(|e| db_error(&url, e))?;
-        let outbox = ferry::sqlite::SqliteOutbox::new(pool.clone());
-        let inbox = ferry::sqlite::SqliteInbox::new(pool.clone());
-        let db = stores::SqliteDemoDb::open(pool, outbox, inbox)
-            .await
-            .map_err(runtime)?;
-        with_transport(global, &args, db, config).await?
-    } else {
-        return Err(CliError::Usage(format!(
-            "--database-url must start with postgres:// or sqlite: (got `{}`)",
-            crate::redact(&url)
-        )));
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    let database = Database::parse(&url)?;
+    // The broker first: without one there is nothing to run, and no database file to leave.
+    let outcome = match args.transport {
+        Transport::Memory => {
+            let bus = ferry::memory::MemoryBus::new(global.exchange.clone());
+            with_database(&url, database, bus, config).await?
+        }
+        Transport::Rabbitmq => {
+            let bus = crate::rabbit::connect_for_demo(global).await?;
+            let outcome = with_database(&url, database, bus.clone(), config).await;
+            bus.close().await;
+            outcome?
+        }
     };
     let (summary, timed_out) = match outcome {
         scenario::Outcome::Finished(s) => (s, false),
@@ -168,19 +149,68 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
     })
 }
 
-async fn with_transport<D: db::DemoDb>(
-    global: &Global,
-    args: &DemoArgs,
-    db: D,
+/// The kind of database a URL names (checked before anything connects).
+enum Database {
+    Postgres,
+    Sqlite(Box<SqliteConnectOptions>),
+}
+
+impl Database {
+    fn parse(url: &str) -> Result<Self, CliError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Database::Postgres)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| CliError::Usage(format!("bad --database-url: {e}")))?;
+            Ok(Database::Sqlite(Box::new(options)))
+        } else {
+            Err(CliError::Usage(format!(
+                "--database-url must start with postgres:// or sqlite: (got `{}`)",
+                crate::redact(url)
+            )))
+        }
+    }
+}
+
+/// Opens the database (creating the SQLite file if missing) and runs the scenario on it.
+async fn with_database<T: DemoTransport>(
+    url: &str,
+    database: Database,
+    bus: T,
     config: scenario::Config,
 ) -> Result<scenario::Outcome, CliError> {
-    match args.transport {
-        Transport::Memory => {
-            let bus = ferry::memory::MemoryBus::new(global.exchange.clone());
+    match database {
+        Database::Postgres => {
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await
+                .map_err(|e| db_error(url, e))?;
+            let outbox = ferry::postgres::PgOutbox::new(pool.clone());
+            let inbox = ferry::postgres::PgInbox::new(pool.clone());
+            let db = stores::PgDemoDb::open(pool, outbox, inbox)
+                .await
+                .map_err(runtime)?;
             scenario::run(db, bus, config).await.map_err(runtime)
         }
-        Transport::Rabbitmq => {
-            let bus = crate::rabbit::connect_for_demo(global).await?;
+        Database::Sqlite(options) => {
+            let options = (*options)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(options)
+                .await
+                .map_err(|e| db_error(url, e))?;
+            let outbox = ferry::sqlite::SqliteOutbox::new(pool.clone());
+            let inbox = ferry::sqlite::SqliteInbox::new(pool.clone());
+            let db = stores::SqliteDemoDb::open(pool, outbox, inbox)
+                .await
+                .map_err(runtime)?;
             scenario::run(db, bus, config).await.map_err(runtime)
         }
     }

@@ -46,11 +46,12 @@ pub struct Summary {
     pub reservations: u64,
     /// Orders confirmed.
     pub orders_confirmed: u64,
-    /// Deliveries that were retries (attempt 2 and up).
+    /// Retries: the delivery attempts after the first that the reservations, confirmations and
+    /// dead letters record.
     pub retries: u64,
     /// Rows in `dead_letters`.
     pub dead_lettered: u64,
-    /// Deliveries the inbox recognised as already processed.
+    /// Deliveries the inbox recognised as already processed (rows in `skipped_duplicates`).
     pub duplicates_skipped: u64,
     /// Orders neither confirmed nor recorded in `dead_letters`.
     pub lost: u64,

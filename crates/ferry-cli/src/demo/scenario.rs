@@ -1,12 +1,6 @@
 //! The seed's scenario, generic over the transport and the database.
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ferry::{
@@ -30,8 +24,8 @@ pub const DEAD_LETTER_EXCHANGE: &str = "myapp.dlx";
 /// What a transport must do for the demo beyond publishing and consuming.
 #[async_trait]
 pub trait DemoTransport: Publisher + ConsumerHost + Clone + Send + Sync + 'static {
-    /// Empties the demo's queues (declaring them if missing).
-    async fn reset_queues(&self) -> anyhow::Result<()>;
+    /// Empties `queues`, in order (a queue that does not exist has nothing to empty).
+    async fn reset_queues(&self, queues: &[String]) -> anyhow::Result<()>;
 
     /// Samples the demo's queue depths into `ferry_queue_messages_ready` (where the transport
     /// can tell).
@@ -40,7 +34,7 @@ pub trait DemoTransport: Publisher + ConsumerHost + Clone + Send + Sync + 'stati
 
 #[async_trait]
 impl DemoTransport for ferry::memory::MemoryBus {
-    async fn reset_queues(&self) -> anyhow::Result<()> {
+    async fn reset_queues(&self, _queues: &[String]) -> anyhow::Result<()> {
         Ok(())
     }
 }
@@ -71,10 +65,31 @@ pub enum Outcome {
     TimedOut(Summary),
 }
 
-#[derive(Default)]
-struct Counters {
-    retries: AtomicU64,
-    duplicates: AtomicU64,
+impl Config {
+    /// The retry policy of the demo's consumers.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy::exponential(self.plan.max_retries, self.retry_delay)
+    }
+}
+
+/// The queues a run empties at its start: the retry queues of the demo's consumers, as their
+/// retry policy declares them, then the demo's own queues. Retry queues go first: a copy that
+/// expires meanwhile comes back to a main queue that is emptied after it.
+pub fn queues_to_reset(retry: &RetryPolicy) -> Vec<String> {
+    let mut delays: Vec<Duration> = (2..=retry.max_retry_attempts.saturating_add(1))
+        .filter_map(|attempt| retry.delay_for(attempt))
+        .collect();
+    delays.dedup();
+    let mut queues: Vec<String> = [INVENTORY_QUEUE, ORDERS_QUEUE]
+        .iter()
+        .flat_map(|queue| {
+            delays
+                .iter()
+                .map(|delay| ferry::rabbitmq::topology::retry_queue_name(queue, *delay))
+        })
+        .collect();
+    queues.extend(super::DEMO_QUEUES.iter().map(|q| (*q).to_owned()));
+    queues
 }
 
 /// Runs the scenario end to end.
@@ -84,11 +99,11 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
     config: Config,
 ) -> anyhow::Result<Outcome> {
     db.reset().await?;
-    bus.reset_queues().await?;
-    let counters = Arc::new(Counters::default());
+    bus.reset_queues(&queues_to_reset(&config.retry_policy()))
+        .await?;
     let shutdown = CancellationToken::new();
 
-    let consumers = start_consumers(&db, &bus, &config, &counters).await?;
+    let consumers = start_consumers(&db, &bus, &config).await?;
     let relay_options = RelayOptions {
         batch_size: 200,
         poll_interval: Duration::from_millis(500),
@@ -170,6 +185,12 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = started.elapsed();
+    // On a timeout orders may still be being created: stop that first, so the totals below
+    // are the orders the database keeps.
+    if let Some(handle) = creator.take() {
+        handle.abort();
+        let _ = handle.await;
+    }
     view.finish(&last);
     shutdown.cancel();
     stop(consumers, relay).await;
@@ -181,9 +202,9 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
         events_published: totals.events_published,
         reservations: totals.reservations,
         orders_confirmed: totals.confirmed,
-        retries: counters.retries.load(Ordering::Relaxed),
+        retries: totals.retries,
         dead_lettered: totals.dead_letters,
-        duplicates_skipped: counters.duplicates.load(Ordering::Relaxed),
+        duplicates_skipped: totals.duplicates_skipped,
         lost: totals.lost,
         elapsed_s: round3(elapsed_s),
         throughput_per_s: round3(
@@ -217,9 +238,8 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
     db: &D,
     bus: &T,
     config: &Config,
-    counters: &Arc<Counters>,
 ) -> anyhow::Result<Vec<ConsumerHandle>> {
-    let retry = RetryPolicy::exponential(config.plan.max_retries, config.retry_delay);
+    let retry = config.retry_policy();
     let mut handles = Vec::new();
 
     let dlq_db = db.clone();
@@ -234,7 +254,7 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
             .await?,
     );
 
-    let (inventory_db, plan, c) = (db.clone(), config.plan, Arc::clone(counters));
+    let (inventory_db, plan) = (db.clone(), config.plan);
     handles.push(
         ConsumerBuilder::new(bus, INVENTORY_QUEUE)
             .bind("orders.order.created")
@@ -243,11 +263,8 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
             .retry(retry)
             .dead_letter(DEAD_LETTER_EXCHANGE)
             .handle::<OrderCreated>(move |event: OrderCreated, ctx: MessageContext| {
-                let (db, c) = (inventory_db.clone(), Arc::clone(&c));
+                let db = inventory_db.clone();
                 async move {
-                    if ctx.attempt() > 1 {
-                        c.retries.fetch_add(1, Ordering::Relaxed);
-                    }
                     if plan.fails_permanently(event.order_number) {
                         return Err(HandlerError::permanent(format!(
                             "order {} cannot be reserved (injected permanent failure)",
@@ -259,9 +276,8 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
                             "stock service unavailable (injected transient failure)",
                         ));
                     }
-                    if !db.reserve(&event, &ctx).await? {
-                        c.duplicates.fetch_add(1, Ordering::Relaxed);
-                    }
+                    // A duplicate (`false`) is recorded by `reserve` itself.
+                    db.reserve(&event, &ctx).await?;
                     Ok(())
                 }
             })
@@ -269,7 +285,7 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
             .await?,
     );
 
-    let (orders_db, c) = (db.clone(), Arc::clone(counters));
+    let orders_db = db.clone();
     handles.push(
         ConsumerBuilder::new(bus, ORDERS_QUEUE)
             .bind("inventory.stock.reserved")
@@ -278,14 +294,9 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
             .retry(retry)
             .dead_letter(DEAD_LETTER_EXCHANGE)
             .handle::<StockReserved>(move |event: StockReserved, ctx: MessageContext| {
-                let (db, c) = (orders_db.clone(), Arc::clone(&c));
+                let db = orders_db.clone();
                 async move {
-                    if ctx.attempt() > 1 {
-                        c.retries.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if !db.confirm(&event, &ctx).await? {
-                        c.duplicates.fetch_add(1, Ordering::Relaxed);
-                    }
+                    db.confirm(&event, &ctx).await?;
                     Ok(())
                 }
             })

@@ -12,7 +12,10 @@ use super::{
 };
 
 macro_rules! demo_db {
-    ($name:ident, $pool:ty, $outbox:ty, $inbox:ty, $schema:expr, $migrate:path) => {
+    (
+        $name:ident, $pool:ty, $conn:ty, $outbox:ty, $inbox:ty,
+        $schema:expr, $added:expr, $has_column:expr, $migrate:path
+    ) => {
         /// The demo's database on this driver.
         #[derive(Clone)]
         pub struct $name {
@@ -28,11 +31,41 @@ macro_rules! demo_db {
                 for statement in $schema {
                     sqlx::query(statement).execute(&pool).await?;
                 }
+                for (table, column, definition) in $added {
+                    let present: i64 = sqlx::query_scalar($has_column)
+                        .bind(table)
+                        .bind(column)
+                        .fetch_one(&pool)
+                        .await?;
+                    if present == 0 {
+                        sqlx::query(&format!(
+                            "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+                        ))
+                        .execute(&pool)
+                        .await?;
+                    }
+                }
                 Ok(Self {
                     pool,
                     outbox,
                     inbox,
                 })
+            }
+
+            /// Records, in the transaction that found the inbox row, a delivery the inbox
+            /// skipped (a duplicate).
+            async fn skipped_duplicate(
+                conn: &mut $conn,
+                consumer: &str,
+                message_id: &str,
+            ) -> Result<(), HandlerError> {
+                sqlx::query(sql::INSERT_SKIPPED_DUPLICATE)
+                    .bind(consumer)
+                    .bind(message_id)
+                    .bind(Utc::now())
+                    .execute(conn)
+                    .await?;
+                Ok(())
             }
 
             async fn count(&self, statement: &str) -> anyhow::Result<u64> {
@@ -83,6 +116,12 @@ macro_rules! demo_db {
                 }
                 tx.add_with(order, options).await?;
                 tx.commit().await?;
+                // Latency runs from here: the commit, not the start of the transaction.
+                sqlx::query(sql::ORDER_COMMITTED)
+                    .bind(&order.order_id)
+                    .bind(Utc::now())
+                    .execute(&self.pool)
+                    .await?;
                 Ok(())
             }
 
@@ -97,7 +136,8 @@ macro_rules! demo_db {
                     .try_insert(&mut *tx, ctx.consumer(), ctx.message_id())
                     .await?
                 {
-                    tx.rollback().await?;
+                    Self::skipped_duplicate(&mut *tx, ctx.consumer(), ctx.message_id()).await?;
+                    tx.commit().await?;
                     return Ok(false);
                 }
                 let now = Utc::now();
@@ -106,6 +146,7 @@ macro_rules! demo_db {
                     .bind(&event.order_id)
                     .bind(items)
                     .bind(now)
+                    .bind(i64::from(ctx.attempt()))
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(sql::INSERT_NOTIFICATION)
@@ -137,12 +178,14 @@ macro_rules! demo_db {
                     .try_insert(&mut *tx, ctx.consumer(), ctx.message_id())
                     .await?
                 {
-                    tx.rollback().await?;
+                    Self::skipped_duplicate(&mut *tx, ctx.consumer(), ctx.message_id()).await?;
+                    tx.commit().await?;
                     return Ok(false);
                 }
                 sqlx::query(sql::CONFIRM_ORDER)
                     .bind(&event.order_id)
                     .bind(Utc::now())
+                    .bind(i64::from(ctx.attempt()))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -157,7 +200,9 @@ macro_rules! demo_db {
                         .try_insert(&mut *tx, super::db::DEAD_LETTER_QUEUE, &key)
                         .await?
                     {
-                        tx.rollback().await?;
+                        Self::skipped_duplicate(&mut *tx, super::db::DEAD_LETTER_QUEUE, &key)
+                            .await?;
+                        tx.commit().await?;
                         return Ok(false);
                     }
                 }
@@ -170,6 +215,7 @@ macro_rules! demo_db {
                     .bind(dead.fault.original_queue.as_deref())
                     .bind(dead.message.body.to_vec())
                     .bind(Utc::now())
+                    .bind(i64::from(dead.fault.attempts))
                     .execute(&mut *tx)
                     .await?;
                 tx.commit().await?;
@@ -192,6 +238,8 @@ macro_rules! demo_db {
                         .await?;
                 Ok(Totals {
                     orders: self.count(sql::COUNT_ORDERS).await?,
+                    retries: self.count(sql::COUNT_RETRIES).await?,
+                    duplicates_skipped: self.count(sql::COUNT_SKIPPED_DUPLICATES).await?,
                     events_published: self.count(sql::COUNT_OUTBOX_PUBLISHED).await?,
                     reservations: self.count(sql::COUNT_RESERVATIONS).await?,
                     confirmed: self.count(sql::COUNT_CONFIRMED).await?,
@@ -212,17 +260,23 @@ macro_rules! demo_db {
 demo_db!(
     PgDemoDb,
     sqlx::PgPool,
+    sqlx::PgConnection,
     ferry::postgres::PgOutbox,
     ferry::postgres::PgInbox,
     sql::PG_SCHEMA,
+    sql::PG_ADDED_COLUMNS,
+    sql::PG_HAS_COLUMN,
     ferry::postgres::migrate
 );
 
 demo_db!(
     SqliteDemoDb,
     sqlx::SqlitePool,
+    sqlx::SqliteConnection,
     ferry::sqlite::SqliteOutbox,
     ferry::sqlite::SqliteInbox,
     sql::SQLITE_SCHEMA,
+    sql::SQLITE_ADDED_COLUMNS,
+    sql::SQLITE_HAS_COLUMN,
     ferry::sqlite::migrate
 );

@@ -75,3 +75,39 @@ pub fn sqlite_url(name: &str) -> (String, std::path::PathBuf) {
         dir,
     )
 }
+
+/// The test broker's URL (`FERRY_TEST_AMQP_URL` or the local one).
+pub fn amqp_url() -> String {
+    ferry_testkit::amqp::url()
+}
+
+/// A connection to the test broker whose events exchange is `exchange`.
+pub async fn bus(exchange: &str) -> ferry::rabbitmq::RabbitMq {
+    ferry::rabbitmq::RabbitMq::connect(
+        ferry::rabbitmq::RabbitMqOptions::new(amqp_url())
+            .with_exchange(exchange)
+            .with_connection_name("ferry-cli-test"),
+    )
+    .await
+    .expect("connect to the test broker")
+}
+
+/// `ferry` with `args`, on the test broker and `exchange`.
+pub fn ferry_on(exchange: &str, args: &[&str]) -> Output {
+    let url = amqp_url();
+    let mut all = args.to_vec();
+    all.extend(["--amqp-url", url.as_str(), "--exchange", exchange]);
+    ferry(&all)
+}
+
+/// Standard output as text, after checking the command succeeded.
+pub fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "ferry failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
