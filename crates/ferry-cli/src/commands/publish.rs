@@ -1,4 +1,4 @@
-//! `ferry publish`: one event in ferry's wire format (DESIGN.md §3), confirmed; prints its id.
+//! `ferry publish`: one event in ferry's wire format (`docs/wire-format.md`), confirmed; prints its id.
 
 use std::{process::ExitCode, time::Duration};
 

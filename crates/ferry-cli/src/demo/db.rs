@@ -1,10 +1,16 @@
-//! The demo's database: its own tables (DESIGN.md §4) beside ferry's outbox and inbox, on
+//! The demo's database: its own tables (`docs/tables.md`) beside ferry's outbox and inbox, on
 //! PostgreSQL or SQLite. Every step that changes the database is one transaction.
 
 use async_trait::async_trait;
-use ferry::{DeadLetter, HandlerError, MessageContext, OutboxStore, PublishOptions};
+use ferry::{
+    DeadLetter, HandlerError, MessageContext, OutboxStore, PublishOptions,
+    transactional::{TransactionalHandler, TransactionalStore},
+};
 
-use super::events::{OrderCreated, StockReserved};
+use super::{
+    events::{OrderCreated, StockReserved},
+    faults::FailurePlan,
+};
 
 /// The demo's queues (the inbox's consumer names).
 pub const INVENTORY_QUEUE: &str = "inventory.order-created";
@@ -60,8 +66,11 @@ pub struct Totals {
 /// What the demo does to its database.
 #[async_trait]
 pub trait DemoDb: Clone + Send + Sync + 'static {
-    /// The outbox store the relay drains.
-    type Outbox: OutboxStore + Clone + 'static;
+    /// The outbox store the relay drains, and the inventory context's transactions.
+    type Outbox: OutboxStore + TransactionalStore + Clone + 'static;
+
+    /// The inventory context's transactional handler.
+    type Reserve: TransactionalHandler<OrderCreated, <Self::Outbox as TransactionalStore>::Transaction>;
 
     /// The outbox store.
     fn outbox(&self) -> Self::Outbox;
@@ -76,14 +85,11 @@ pub trait DemoDb: Clone + Send + Sync + 'static {
         options: PublishOptions,
     ) -> anyhow::Result<()>;
 
-    /// The inventory context: inbox row, reservation (with the delivery attempt), notification
-    /// and `inventory.stock.reserved` in one transaction. `Ok(false)`: a duplicate, nothing
-    /// changed but its row in `skipped_duplicates`.
-    async fn reserve(
-        &self,
-        event: &OrderCreated,
-        ctx: &MessageContext,
-    ) -> Result<bool, HandlerError>;
+    /// The inventory context's handler: ferry runs it in a transaction of [`Self::Outbox`] with
+    /// the message's inbox row; the reservation (with the delivery attempt), the notification and
+    /// `inventory.stock.reserved` commit with it. A duplicate is recorded in
+    /// `skipped_duplicates`.
+    fn reserve_handler(&self, plan: FailurePlan) -> Self::Reserve;
 
     /// The orders context confirms the order: inbox row and status (with the delivery attempt)
     /// in one transaction. `Ok(false)`: a duplicate, recorded in `skipped_duplicates`.

@@ -1,4 +1,4 @@
-//! `ferry demo`: the seed's scenario end to end (DESIGN.md §5).
+//! `ferry demo`: the seed's scenario end to end (`docs/command.md`).
 
 mod db;
 mod events;

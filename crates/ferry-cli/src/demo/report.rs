@@ -35,7 +35,7 @@ impl Latency {
     }
 }
 
-/// The summary `--json` prints (DESIGN.md §5).
+/// The summary `--json` prints (`docs/command.md`, the summary).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct Summary {
     /// Orders created.

@@ -5,13 +5,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use ferry::{
     CancellationToken, ConsumerBuilder, ConsumerHandle, ConsumerHost, DeadLetterConsumerBuilder,
-    HandlerError, MessageContext, OutboxRelay, Publisher, RelayOptions, RetryPolicy,
+    MessageContext, OutboxRelay, Publisher, RelayOptions, RetryPolicy,
 };
 use futures::StreamExt;
 
 use super::{
     db::{DEAD_LETTER_QUEUE, DemoDb, INVENTORY_QUEUE, ORDERS_QUEUE, Progress},
-    events::{OrderCreated, StockReserved},
+    events::StockReserved,
     faults::FailurePlan,
     orders,
     progress::ProgressView,
@@ -254,7 +254,6 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
             .await?,
     );
 
-    let (inventory_db, plan) = (db.clone(), config.plan);
     handles.push(
         ConsumerBuilder::new(bus, INVENTORY_QUEUE)
             .bind("orders.order.created")
@@ -262,25 +261,9 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
             .concurrency(10)
             .retry(retry)
             .dead_letter(DEAD_LETTER_EXCHANGE)
-            .handle::<OrderCreated>(move |event: OrderCreated, ctx: MessageContext| {
-                let db = inventory_db.clone();
-                async move {
-                    if plan.fails_permanently(event.order_number) {
-                        return Err(HandlerError::permanent(format!(
-                            "order {} cannot be reserved (injected permanent failure)",
-                            event.order_id
-                        )));
-                    }
-                    if plan.fails_transiently(event.order_number, ctx.attempt()) {
-                        return Err(HandlerError::transient(
-                            "stock service unavailable (injected transient failure)",
-                        ));
-                    }
-                    // A duplicate (`false`) is recorded by `reserve` itself.
-                    db.reserve(&event, &ctx).await?;
-                    Ok(())
-                }
-            })
+            // Exactly once in effect: ferry's transaction holds the inbox row, the reservation
+            // and the follow-up event.
+            .handle_transactional(db.outbox(), db.reserve_handler(config.plan))
             .start()
             .await?,
     );

@@ -3,19 +3,83 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ferry::{DeadLetter, HandlerError, MessageContext, PublishOptions};
+use ferry::{
+    DeadLetter, HandlerError, MessageContext, PublishOptions,
+    transactional::{TransactionalHandler, TxContext},
+};
 
 use super::{
     db::{DemoDb, Progress, Totals, dead_letter_key, dead_letter_order_id},
     events::{OrderCreated, StockReserved},
+    faults::FailurePlan,
     sql,
 };
 
 macro_rules! demo_db {
     (
-        $name:ident, $pool:ty, $conn:ty, $outbox:ty, $inbox:ty,
+        $name:ident, $reserve:ident, $pool:ty, $conn:ty, $outbox:ty, $tx:ty, $inbox:ty,
         $schema:expr, $added:expr, $has_column:expr, $migrate:path
     ) => {
+        /// The inventory context on this driver: a transactional handler, so ferry's
+        /// transaction holds the inbox row, the reservation, the notification and the
+        /// `inventory.stock.reserved` event, which commit together or not at all.
+        pub struct $reserve {
+            plan: FailurePlan,
+        }
+
+        impl TransactionalHandler<OrderCreated, $tx> for $reserve {
+            async fn handle(
+                &self,
+                event: OrderCreated,
+                cx: &mut TxContext<$tx>,
+            ) -> Result<(), HandlerError> {
+                if self.plan.fails_permanently(event.order_number) {
+                    return Err(HandlerError::permanent(format!(
+                        "order {} cannot be reserved (injected permanent failure)",
+                        event.order_id
+                    )));
+                }
+                let attempt = cx.message().attempt();
+                if self.plan.fails_transiently(event.order_number, attempt) {
+                    return Err(HandlerError::transient(
+                        "stock service unavailable (injected transient failure)",
+                    ));
+                }
+                let now = Utc::now();
+                let items = serde_json::to_string(&event.items)?;
+                sqlx::query(sql::INSERT_RESERVATION)
+                    .bind(&event.order_id)
+                    .bind(items)
+                    .bind(now)
+                    .bind(i64::from(attempt))
+                    .execute(cx.db())
+                    .await?;
+                sqlx::query(sql::INSERT_NOTIFICATION)
+                    .bind(&event.order_id)
+                    .bind(&event.customer_email)
+                    .bind("Order Confirmed")
+                    .bind(format!("Your order {} has been confirmed.", event.order_id))
+                    .bind(now)
+                    .execute(cx.db())
+                    .await?;
+                // Caused by the order's event: correlation carried over.
+                cx.publish(&StockReserved {
+                    order_id: event.order_id,
+                    items: event.items,
+                })
+                .await?;
+                Ok(())
+            }
+
+            async fn on_duplicate(&self, cx: &mut TxContext<$tx>) -> Result<(), HandlerError> {
+                let (consumer, id) = (
+                    cx.message().consumer().to_owned(),
+                    cx.message().message_id().to_owned(),
+                );
+                $name::skipped_duplicate(cx.db(), &consumer, &id).await
+            }
+        }
+
         /// The demo's database on this driver.
         #[derive(Clone)]
         pub struct $name {
@@ -77,6 +141,11 @@ macro_rules! demo_db {
         #[async_trait]
         impl DemoDb for $name {
             type Outbox = $outbox;
+            type Reserve = $reserve;
+
+            fn reserve_handler(&self, plan: FailurePlan) -> $reserve {
+                $reserve { plan }
+            }
 
             fn outbox(&self) -> Self::Outbox {
                 self.outbox.clone()
@@ -123,48 +192,6 @@ macro_rules! demo_db {
                     .execute(&self.pool)
                     .await?;
                 Ok(())
-            }
-
-            async fn reserve(
-                &self,
-                event: &OrderCreated,
-                ctx: &MessageContext,
-            ) -> Result<bool, HandlerError> {
-                let mut tx = self.outbox.begin().await?;
-                if !self
-                    .inbox
-                    .try_insert(&mut *tx, ctx.consumer(), ctx.message_id())
-                    .await?
-                {
-                    Self::skipped_duplicate(&mut *tx, ctx.consumer(), ctx.message_id()).await?;
-                    tx.commit().await?;
-                    return Ok(false);
-                }
-                let now = Utc::now();
-                let items = serde_json::to_string(&event.items)?;
-                sqlx::query(sql::INSERT_RESERVATION)
-                    .bind(&event.order_id)
-                    .bind(items)
-                    .bind(now)
-                    .bind(i64::from(ctx.attempt()))
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(sql::INSERT_NOTIFICATION)
-                    .bind(&event.order_id)
-                    .bind(&event.customer_email)
-                    .bind("Order Confirmed")
-                    .bind(format!("Your order {} has been confirmed.", event.order_id))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                let reserved = StockReserved {
-                    order_id: event.order_id.clone(),
-                    items: event.items.clone(),
-                };
-                tx.add_with(&reserved, PublishOptions::caused_by(ctx))
-                    .await?;
-                tx.commit().await?;
-                Ok(true)
             }
 
             async fn confirm(
@@ -259,9 +286,11 @@ macro_rules! demo_db {
 
 demo_db!(
     PgDemoDb,
+    PgReserve,
     sqlx::PgPool,
     sqlx::PgConnection,
     ferry::postgres::PgOutbox,
+    ferry::postgres::OutboxTransaction,
     ferry::postgres::PgInbox,
     sql::PG_SCHEMA,
     sql::PG_ADDED_COLUMNS,
@@ -271,9 +300,11 @@ demo_db!(
 
 demo_db!(
     SqliteDemoDb,
+    SqliteReserve,
     sqlx::SqlitePool,
     sqlx::SqliteConnection,
     ferry::sqlite::SqliteOutbox,
+    ferry::sqlite::OutboxTransaction,
     ferry::sqlite::SqliteInbox,
     sql::SQLITE_SCHEMA,
     sql::SQLITE_ADDED_COLUMNS,
