@@ -3,8 +3,9 @@
 //! Reading is done with `basic.get` without acking: the messages stay on the queue, and are
 //! put back with one `basic.nack(multiple, requeue)` at the end, which keeps their order. A
 //! replay republishes a dead letter, confirmed, to its `ferry-original-queue` through the
-//! default exchange, without the fault headers and with `ferry-attempt` reset (DESIGN.md §3);
-//! only then is the dead letter acked. Messages that a running dead-letter consumer holds
+//! default exchange, without the `ferry-fault-*` headers and with `ferry-attempt` reset, but
+//! with its `ferry-original-*` headers, so a replay that fails again is dead-lettered with its
+//! first origin; only then is the dead letter acked. Messages that a running dead-letter consumer holds
 //! unacked are not visible to these tools.
 
 use lapin::{
@@ -14,7 +15,7 @@ use lapin::{
     types::DeliveryTag,
 };
 
-use ferry_core::{DeadLetter, Fault, OutgoingMessage};
+use ferry_core::{DeadLetter, Fault, OutgoingMessage, fault::headers};
 
 use crate::{
     RabbitMq, RabbitMqError,
@@ -218,6 +219,19 @@ impl<'a> DeadLetterQueue<'a> {
         };
         let mut message = dead_letter.message.clone();
         Fault::strip_from(&mut message);
+        // The replay travels through the default exchange with the queue's name as routing key;
+        // the origin headers are what lets a second failure be dead-lettered, and its consumer
+        // span named, with the exchange and routing key the event was first published with.
+        let fault = &dead_letter.fault;
+        for (name, value) in [
+            (headers::ORIGINAL_EXCHANGE, &fault.original_exchange),
+            (headers::ORIGINAL_ROUTING_KEY, &fault.original_routing_key),
+            (headers::ORIGINAL_QUEUE, &fault.original_queue),
+        ] {
+            if let Some(value) = value {
+                message.headers.insert(name.into(), value.as_str().into());
+            }
+        }
         let outgoing = OutgoingMessage {
             exchange: Some(String::new()),
             routing_key: queue,

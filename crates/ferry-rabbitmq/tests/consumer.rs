@@ -17,6 +17,7 @@ use common::{Env, OrderCreated, StockReserved, assert_quiet, forwarding, order, 
 use ferry_core::{
     FaultKind, HandlerError, HeaderValue, MessageContext, RetryPolicy, fault::headers,
 };
+use ferry_rabbitmq::TopologyError;
 use tokio::sync::mpsc;
 
 #[tokio::test]
@@ -349,24 +350,86 @@ async fn graceful_shutdown_mid_stream_loses_nothing_and_leaves_nothing_unacked()
     dl_handle.shutdown().await;
 }
 
+/// Auto-ack is at-most-once by choice: the broker forgets a message when it delivers it (it
+/// waits for no ack, so a prefetch of 1 holds nothing back), and a handler that fails is
+/// neither retried (no retry queue, no second delivery) nor dead-lettered (it has no
+/// dead-letter exchange): the message is dropped.
 #[tokio::test]
-async fn an_auto_ack_consumer_handles_without_retries() {
+async fn an_auto_ack_consumer_drops_failures_without_retries_dead_letters_or_acks() {
     let env = Env::new("cons-autoack").await;
     let queue = env.queue("cons-autoack");
-    let (tx, mut got) = mpsc::unbounded_channel();
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let handler_gate = Arc::clone(&gate);
     let consumer = env
         .bus
         .consumer(queue.clone())
         .bind("orders.#")
+        .prefetch(1)
+        .concurrency(1)
         .auto_ack()
-        .handle::<OrderCreated>(forwarding(tx))
+        .handle::<OrderCreated>(move |e: OrderCreated, ctx: MessageContext| {
+            let started_tx = started_tx.clone();
+            let gate = Arc::clone(&handler_gate);
+            async move {
+                let _ = started_tx.send((e.order_id.clone(), ctx.attempt()));
+                let _permit = gate.acquire().await.map_err(HandlerError::transient)?;
+                let n: usize = e.order_id.trim_start_matches("o-").parse().unwrap_or(0);
+                if n % 2 == 0 {
+                    Err(HandlerError::transient(format!("{} failed", e.order_id)))
+                } else {
+                    Err(HandlerError::permanent(format!("{} refused", e.order_id)))
+                }
+            }
+        })
         .start()
         .await
         .unwrap();
     for i in 0..5 {
         env.bus.publish(&order(i)).await.unwrap();
     }
-    recv_n(&mut got, 5, Duration::from_secs(10)).await;
+
+    // The first handler is held: with acks, a prefetch of 1 would keep the other four ready
+    // on the queue; without, the broker has handed them all out already.
+    recv_n(&mut started, 1, Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ready, consumers) = env.bus.queue_counts(&queue).await.unwrap();
+        assert_eq!(consumers, 1);
+        if ready == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{ready} messages still wait for an ack that an auto-ack consumer never sends"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Every handler fails; each message was delivered once, and nothing comes back.
+    gate.add_permits(5);
+    let rest = recv_n(&mut started, 4, Duration::from_secs(10)).await;
+    let mut orders: Vec<String> = rest.iter().map(|(o, _)| o.clone()).collect();
+    orders.sort();
+    assert_eq!(orders, vec!["o-1", "o-2", "o-3", "o-4"]);
+    assert!(rest.iter().all(|(_, attempt)| *attempt == 1));
+    // Longer than the shortest retry delay a policy could have given.
+    assert_quiet(&mut started, Duration::from_millis(1500)).await;
+
+    // No retry queue was declared, so no retry copy can exist.
+    for ms in [1000, 2000, 4000] {
+        let err = env
+            .bus
+            .queue_counts(&format!("{queue}.retry.{ms}"))
+            .await
+            .expect_err("an auto-ack consumer declares no retry queue");
+        assert!(
+            matches!(err.topology(), Some(TopologyError::NotFound { .. })),
+            "{err}"
+        );
+    }
+    // Nothing was left unacked to be requeued when the consumer's channel closed.
     consumer.shutdown().await;
     assert_eq!(env.bus.queue_counts(&queue).await.unwrap(), (0, 0));
+    assert_quiet(&mut started, Duration::from_millis(200)).await;
 }

@@ -150,3 +150,93 @@ async fn list_show_replay_and_purge() {
     assert_eq!(tools.count().await.unwrap(), 0);
     consumer.shutdown().await;
 }
+
+/// A replayed dead letter goes back through the default exchange to its queue; if it fails
+/// again, the new dead letter must still name the exchange and routing key the event was first
+/// published with (and travel with that routing key), not the queue it was replayed to.
+#[tokio::test]
+async fn a_replayed_dead_letter_that_fails_again_keeps_its_first_origin() {
+    let env = Env::new("dlq-origin").await;
+    let dlx = env
+        .cleanup
+        .exchange(ferry_testkit::unique_name("dlq-origin.dlx"));
+    let dlq = env.queue("dlq-origin.dlq");
+    env.bus.declare_dead_letter_queue(&dlx, &dlq).await.unwrap();
+    let queue = env.queue("dlq-origin.orders");
+
+    let (tx, mut attempts) = mpsc::unbounded_channel();
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let calls2 = Arc::clone(&calls);
+    let consumer = env
+        .bus
+        .consumer(queue.clone())
+        .bind("orders.#")
+        .concurrency(1)
+        .prefetch(1)
+        .dead_letter(dlx.clone())
+        .retry(RetryPolicy::none())
+        .handle::<OrderCreated>(move |_e: OrderCreated, ctx: MessageContext| {
+            let call = calls2.fetch_add(1, Ordering::SeqCst) + 1;
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(ctx.attempt());
+                Err(HandlerError::permanent(format!("failure {call}")))
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+
+    let id = env.bus.publish(&order(7)).await.unwrap();
+    let tools = env.bus.dead_letter_queue(dlq.clone());
+    let wait_for_dead_letter = || async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tools.count().await.unwrap() < 1 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the dead letter did not arrive"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut listed = tools.list(None).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        listed.remove(0)
+    };
+
+    let first = wait_for_dead_letter().await;
+    assert_eq!(first.message_id(), Some(id.as_str()));
+    assert_eq!(first.fault.message, "failure 1");
+    assert_eq!(first.routing_key, "orders.order.created");
+
+    let report = tools
+        .replay(&DlqSelection::Ids(vec![id.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(report.done, vec![id.clone()]);
+    let seen = recv_n(&mut attempts, 2, Duration::from_secs(10)).await;
+    assert_eq!(seen, vec![1, 1], "the replay starts again at attempt 1");
+
+    let second = wait_for_dead_letter().await;
+    assert_eq!(second.message_id(), Some(id.as_str()));
+    assert_eq!(second.fault.kind, FaultKind::Handler);
+    assert_eq!(second.fault.message, "failure 2");
+    assert_eq!(second.fault.attempts, 1);
+    assert_eq!(
+        second.routing_key, "orders.order.created",
+        "dead-lettered with the event's routing key, not the queue's name"
+    );
+    assert_eq!(
+        second.fault.original_routing_key.as_deref(),
+        Some("orders.order.created")
+    );
+    assert_eq!(
+        second.fault.original_exchange.as_deref(),
+        Some(env.exchange.as_str())
+    );
+    assert_eq!(second.fault.original_queue.as_deref(), Some(queue.as_str()));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    let report = tools.purge(&DlqSelection::All).await.unwrap();
+    assert_eq!(report.done.len(), 1);
+    consumer.shutdown().await;
+}

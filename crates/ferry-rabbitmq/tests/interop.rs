@@ -6,8 +6,8 @@
 //! types), each message followed by a valid event: every poison message is dead-lettered with
 //! its fault kind and every valid one handled.
 //!
-//! The peer runs in the virtual environment `.venv` at the workspace root, which `.ci/run`
-//! creates. Without it this test fails and says how to create it.
+//! The peer runs in the virtual environment `.venv` at the workspace root, which `scripts/test`
+//! (the README's test command) creates. Without it this test fails and says how to create it.
 
 mod common;
 
@@ -27,9 +27,9 @@ fn python() -> PathBuf {
     let python = root.join(".venv/bin/python");
     assert!(
         python.exists(),
-        "the interop test needs the Python peer's virtual environment at {}; create it as \
-         .ci/run's setup does: `python3 -m venv .venv && .venv/bin/pip install -r \
-         crates/ferry-rabbitmq/tests/interop/requirements.txt` (from the workspace root)",
+        "the interop test needs the Python peer's virtual environment at {}; run the tests \
+         with `scripts/test` (it creates it), or from the workspace root: `python3 -m venv .venv \
+         && .venv/bin/pip install -r crates/ferry-rabbitmq/tests/interop/requirements.txt`",
         python.display()
     );
     python

@@ -38,23 +38,3 @@ fn unique_idents_are_plain_postgres_identifiers() {
         ferry_testkit::unique_ident("a")
     );
 }
-
-#[test]
-fn amqp_urls_default_to_the_local_broker() {
-    // Only meaningful without an override (the documented default setup).
-    if std::env::var("FERRY_TEST_AMQP_URL").is_err() {
-        assert_eq!(ferry_testkit::amqp::url(), ferry_testkit::amqp::DEFAULT_URL);
-        assert_eq!(ferry_testkit::amqp::broker_addr(), "127.0.0.1:5672");
-        assert_eq!(
-            ferry_testkit::amqp::amqp_url_via("127.0.0.1:1234".parse().unwrap()),
-            "amqp://guest:guest@127.0.0.1:1234/%2f"
-        );
-    }
-}
-
-#[test]
-fn init_tracing_is_idempotent() {
-    ferry_testkit::init_tracing();
-    ferry_testkit::init_tracing();
-    tracing::info!("logged through the test writer");
-}
