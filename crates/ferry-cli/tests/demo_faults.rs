@@ -113,7 +113,7 @@ fn rabbitmqctl(args: &[&str]) {
     let out = Command::new("rabbitmqctl")
         .args(args)
         .output()
-        .expect("rabbitmqctl (installed with RabbitMQ; .ci/run installs it)");
+        .expect("rabbitmqctl (installed with RabbitMQ; scripts/test installs it)");
     assert!(
         out.status.success(),
         "rabbitmqctl {args:?}: {}",
