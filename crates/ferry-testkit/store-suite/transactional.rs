@@ -118,6 +118,31 @@ impl Setup {
         }
     }
 
+    /// A dead-letter consumer on the test's dead-letter exchange, passing each dead letter on.
+    async fn dead_letters(
+        &self,
+    ) -> (
+        ferry_core::ConsumerHandle,
+        mpsc::UnboundedReceiver<ferry_core::DeadLetter>,
+    ) {
+        let (dead_tx, dead_rx) = mpsc::unbounded_channel();
+        let handle = self
+            .bus
+            .dead_letter_consumer(self.dlq.as_str())
+            .exchange(self.dlx.as_str())
+            .on_dead_letter(move |d| {
+                let dead_tx = dead_tx.clone();
+                async move {
+                    let _ = dead_tx.send(d);
+                    Ok(())
+                }
+            })
+            .start()
+            .await
+            .unwrap();
+        (handle, dead_rx)
+    }
+
     async fn applied(&self) -> (i64, i64) {
         sqlx::query_as("SELECT count(*), count(DISTINCT message_id) FROM tx_applied")
             .fetch_one(&self.db.pool)
@@ -166,21 +191,7 @@ async fn two_copies_of_a_message_handled_at_once_apply_once_and_emit_one_follow_
     let s = Setup::new().await;
     let mut follow_ups = s.bus.subscribe(&[ItemFollowed::NAME]).await.unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let (dead_tx, mut dead_rx) = mpsc::unbounded_channel();
-    let dead_letters = s
-        .bus
-        .dead_letter_consumer(s.dlq.as_str())
-        .exchange(s.dlx.as_str())
-        .on_dead_letter(move |d| {
-            let dead_tx = dead_tx.clone();
-            async move {
-                let _ = dead_tx.send(d);
-                Ok(())
-            }
-        })
-        .start()
-        .await
-        .unwrap();
+    let (dead_letters, mut dead_rx) = s.dead_letters().await;
     let consumer = s
         .bus
         .consumer(s.queue.as_str())
@@ -284,14 +295,7 @@ async fn fails_once_then_applies_once(misbehave: Misbehave) {
         .await
         .unwrap();
     // A queue on the dead-letter exchange, so a dead letter would be kept, not refused.
-    let dead_letters = s
-        .bus
-        .dead_letter_consumer(s.dlq.as_str())
-        .exchange(s.dlx.as_str())
-        .on_dead_letter(|_| async { Ok(()) })
-        .start()
-        .await
-        .unwrap();
+    let (dead_letters, _) = s.dead_letters().await;
     s.bus.publish(&ItemAdded::new(7)).await.unwrap();
 
     let got = receive(&mut follow_ups, 2, Duration::from_secs(5)).await;
@@ -327,21 +331,7 @@ async fn a_panicking_attempt_rolls_back_its_writes_and_follow_ups_and_the_retry_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_permanent_failure_is_dead_lettered_and_leaves_no_write_no_event_and_no_inbox_row() {
     let s = Setup::new().await;
-    let (dead_tx, mut dead_rx) = mpsc::unbounded_channel();
-    let dead_letters = s
-        .bus
-        .dead_letter_consumer(s.dlq.as_str())
-        .exchange(s.dlx.as_str())
-        .on_dead_letter(move |d| {
-            let dead_tx = dead_tx.clone();
-            async move {
-                let _ = dead_tx.send(d);
-                Ok(())
-            }
-        })
-        .start()
-        .await
-        .unwrap();
+    let (dead_letters, mut dead_rx) = s.dead_letters().await;
     let consumer = s
         .bus
         .consumer(s.queue.as_str())
