@@ -63,6 +63,15 @@
 //!   its topology again and resumes every consumer (one consumer per queue, never two).
 //!   Unacked deliveries come back from the broker, so a handler may see a message twice: use
 //!   the inbox to make that harmless.
+//!
+//! ## Monitoring
+//!
+//! Every publish (the inherent [`RabbitMq::publish`] and [`RabbitMq::publish_with`], the
+//! [`Publisher`](ferry_core::Publisher) and [`PublisherExt`] methods, an outbox relay) opens
+//! one `ferry.publish` span and counts the confirmed messages in `ferry_published_total`.
+//! While a consumer runs, its queue is sampled every
+//! [`RabbitMqOptions::with_queue_sample_interval`] (5 s by default) into
+//! `ferry_queue_messages_ready{queue}` and `ferry_queue_consumers{queue}`.
 #![warn(missing_docs)]
 
 mod connection;
@@ -74,6 +83,7 @@ mod options;
 mod publisher;
 mod redact;
 mod runner;
+mod sampling;
 pub mod subscription;
 pub mod topology;
 pub mod wire;
@@ -90,8 +100,8 @@ use ferry_core::{
 pub use dlq::{DeadLetterQueue, DlqSelection, ReplayReport};
 pub use error::{RabbitMqError, TopologyError};
 pub use options::{
-    CA_FILE_ENV, DEFAULT_EXCHANGE, DEFAULT_URL, EXCHANGE_ENV, ExchangeKind, RabbitMqOptions,
-    TopologyMode, URL_ENV,
+    CA_FILE_ENV, DEFAULT_EXCHANGE, DEFAULT_QUEUE_SAMPLE_INTERVAL, DEFAULT_URL, EXCHANGE_ENV,
+    ExchangeKind, RabbitMqOptions, TopologyMode, URL_ENV,
 };
 pub use redact::redact_url;
 pub use subscription::{Received, Subscription};
