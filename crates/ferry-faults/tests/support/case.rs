@@ -38,6 +38,9 @@ pub struct CaseSpec {
     pub tune: fn(&mut WorkerSettings),
     /// Extra environment for the first relay process only.
     pub first_relay_env: Vec<(&'static str, String)>,
+    /// The fault only makes the broker stop answering (a partition, a memory alarm): not the
+    /// rows' fault, so no outbox row may have an attempt counted.
+    pub costs_no_attempts: bool,
 }
 
 impl CaseSpec {
@@ -50,6 +53,7 @@ impl CaseSpec {
             via_proxy: false,
             tune: |_| {},
             first_relay_env: Vec::new(),
+            costs_no_attempts: false,
         }
     }
 }
@@ -199,7 +203,8 @@ impl Case {
 
     /// Waits until every event is added and applied and the outbox is drained, stops the
     /// workers, measures, reports, cleans up, and asserts: nothing lost, nothing applied twice,
-    /// nothing dead-lettered.
+    /// nothing dead-lettered (and, for a broker that only stopped answering, no outbox row with
+    /// an attempt counted).
     pub async fn finish(mut self) -> CaseResult {
         let producer = self.producer.take().expect("the producer");
         let (produced, producing) = tokio::time::timeout(Duration::from_secs(240), producer)
@@ -230,6 +235,7 @@ impl Case {
             && result.strangers == 0
             && result.dead_lettered == 0
             && result.unpublished == 0
+            && (!self.spec.costs_no_attempts || result.publish_attempts_failed == 0)
             && result.events >= self.spec.events as i64;
         result.publish();
         self.pool.close().await;
@@ -245,6 +251,12 @@ impl Case {
         assert_eq!(result.strangers, 0, "{result:#?}");
         assert_eq!(result.dead_lettered, 0, "events dead-lettered: {result:#?}");
         assert_eq!(result.unpublished, 0, "outbox rows left: {result:#?}");
+        if self.spec.costs_no_attempts {
+            assert_eq!(
+                result.publish_attempts_failed, 0,
+                "a broker that stops answering raised outbox rows' attempts: {result:#?}"
+            );
+        }
         result
     }
 
