@@ -206,8 +206,10 @@ pub trait Publisher: sealed::Sealed + Send + Sync {
     async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError>;
 
     /// Publishes many messages, all in flight at once, and reports each one's outcome in order.
-    async fn publish_messages(&self, messages: Vec<OutgoingMessage>)
-    -> Vec<Result<(), PublishError>>;
+    async fn publish_messages(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Vec<Result<(), PublishError>>;
 }
 
 #[async_trait]
@@ -256,14 +258,13 @@ pub(crate) async fn publish_through<T: PublishTransport + ?Sized>(
         .send(PublishBatch { messages })
         .instrument(span.clone())
         .await;
-    // A transport that reports fewer outcomes than messages leaves the rest unknown: failed,
-    // never silently confirmed.
+    // One outcome per message, whatever the transport returned: a message it reported
+    // nothing for is failed, never silently confirmed.
     results.resize_with(n, || {
         Err(PublishError::Other(
             "the transport reported no outcome for this message".into(),
         ))
     });
-    results.truncate(n);
     let published = results.iter().filter(|r| r.is_ok()).count();
     telemetry::metric::record_published(published);
     if published < n {
@@ -281,7 +282,10 @@ fn record_failure(span: &tracing::Span, results: &[Result<(), PublishError>], fa
     let description = if results.len() == 1 {
         first.to_string()
     } else {
-        format!("{failed} of {} messages not published: {first}", results.len())
+        format!(
+            "{failed} of {} messages not published: {first}",
+            results.len()
+        )
     };
     let kind = if same_kind { first.kind() } else { "publish" };
     telemetry::record_error(span, kind, &description);

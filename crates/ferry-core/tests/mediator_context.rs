@@ -9,8 +9,7 @@ use std::{
 use async_trait::async_trait;
 use ferry_core::{
     Envelope, MessageContext, OutboxStore, OutgoingMessage, PublishBatch, PublishError,
-    PublishTransport, PublisherExt,
-    codec,
+    PublishTransport, PublisherExt, codec,
     mediator::{Mediator, Request, RequestContext, RequestHandler},
     memory::MemoryOutbox,
 };

@@ -214,7 +214,10 @@ async fn publisher_ext_publish_with_records_one_span_and_counts_it() {
         field(&span, "messaging.rabbitmq.destination.routing_key"),
         Some("orders.order.placed")
     );
-    assert_eq!(field(&span, "messaging.message.conversation_id"), Some("c-1"));
+    assert_eq!(
+        field(&span, "messaging.message.conversation_id"),
+        Some("c-1")
+    );
 }
 
 #[tokio::test]

@@ -181,7 +181,10 @@ async fn the_inherent_publish_with_records_one_span_and_counts_it() {
         field(&span, "messaging.rabbitmq.destination.routing_key"),
         Some("orders.order.placed")
     );
-    assert_eq!(field(&span, "messaging.message.conversation_id"), Some("c-7"));
+    assert_eq!(
+        field(&span, "messaging.message.conversation_id"),
+        Some("c-7")
+    );
     subscription.close().await;
 }
 

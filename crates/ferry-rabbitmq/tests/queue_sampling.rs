@@ -160,8 +160,8 @@ async fn sampling_is_every_five_seconds_by_default_and_can_be_turned_off() {
         ferry_rabbitmq::DEFAULT_QUEUE_SAMPLE_INTERVAL,
         Duration::from_secs(5)
     );
-    let zero = ferry_rabbitmq::RabbitMqOptions::default()
-        .with_queue_sample_interval(Some(Duration::ZERO));
+    let zero =
+        ferry_rabbitmq::RabbitMqOptions::default().with_queue_sample_interval(Some(Duration::ZERO));
     assert!(ferry_rabbitmq::RabbitMq::connect(zero).await.is_err());
 
     let env = Env::with_options("queue-sampling", |o| o.with_queue_sample_interval(None)).await;

@@ -37,14 +37,13 @@ impl Stall {
             .unwrap();
         // Confirms time out well before the heartbeat notices anything: the publishes are
         // made on a connection that still looks alive.
-        let options =
-            RabbitMqOptions::new(ferry_testkit::amqp::amqp_url_via(proxy.addr()))
-                .with_exchange(exchange.as_str())
-                .with_connection_name("ferry-store-tests-stall")
-                .with_confirm_timeout(CONFIRM_TIMEOUT)
-                .with_heartbeat(Duration::from_secs(5))
-                .with_publish_reconnect_wait(Duration::from_millis(200))
-                .with_reconnect_backoff(Duration::from_millis(50), Duration::from_millis(300));
+        let options = RabbitMqOptions::new(ferry_testkit::amqp::amqp_url_via(proxy.addr()))
+            .with_exchange(exchange.as_str())
+            .with_connection_name("ferry-store-tests-stall")
+            .with_confirm_timeout(CONFIRM_TIMEOUT)
+            .with_heartbeat(Duration::from_secs(5))
+            .with_publish_reconnect_wait(Duration::from_millis(200))
+            .with_reconnect_backoff(Duration::from_millis(50), Duration::from_millis(300));
         let bus = RabbitMq::connect(options).await.unwrap();
         let outbox = Outbox::new(db.pool.clone());
         let relay = RunningRelay::spawn(

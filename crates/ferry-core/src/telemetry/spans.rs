@@ -132,14 +132,19 @@ pub fn publish_span_for(exchange: &str, message: &OutgoingMessage) -> Span {
 /// let span = telemetry::publish_batch_span("myapp.events", &messages);
 /// ```
 pub fn publish_batch_span(exchange: &str, messages: &[OutgoingMessage]) -> Span {
-    let exchange_of = |m: &OutgoingMessage| m.exchange.clone().unwrap_or_else(|| exchange.to_owned());
-    let first_exchange = messages.first().map(exchange_of).unwrap_or_default();
-    let one_exchange = messages.iter().all(|m| exchange_of(m) == first_exchange);
-    let routing_key = messages.first().map(|m| m.routing_key.as_str()).unwrap_or("");
+    fn exchange_of<'a>(m: &'a OutgoingMessage, default: &'a str) -> &'a str {
+        m.exchange.as_deref().unwrap_or(default)
+    }
+    let first = messages.first();
+    let first_exchange = first.map_or(exchange, |m| exchange_of(m, exchange));
+    let one_exchange = messages
+        .iter()
+        .all(|m| exchange_of(m, exchange) == first_exchange);
+    let routing_key = first.map_or("", |m| m.routing_key.as_str());
     let one_routing_key = messages.iter().all(|m| m.routing_key == routing_key);
     let destination = match (one_exchange, one_routing_key) {
-        (true, true) => Some(publish_destination(&first_exchange, routing_key)),
-        (true, false) if !first_exchange.is_empty() => Some(first_exchange),
+        (true, true) => Some(publish_destination(first_exchange, routing_key)),
+        (true, false) if !first_exchange.is_empty() => Some(first_exchange.to_owned()),
         _ => None,
     };
     let span = tracing::info_span!(
