@@ -45,12 +45,4 @@ impl DemoTransport for RabbitMq {
         }
         Ok(())
     }
-
-    async fn sample_queues(&self) {
-        for queue in crate::demo::DEMO_QUEUES {
-            if let Ok((ready, _consumers)) = self.queue_counts(queue).await {
-                ferry::telemetry::record_queue_depth(queue, u64::from(ready));
-            }
-        }
-    }
 }

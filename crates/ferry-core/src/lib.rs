@@ -5,7 +5,7 @@
 //! [`mediator`], and the in-memory transport and stores in [`memory`].
 //!
 //! The core does no network or database I/O of its own: the RabbitMQ, PostgreSQL and SQLite
-//! adapters live in their own crates and implement the traits defined here ([`Publisher`],
+//! adapters live in their own crates and implement the traits defined here ([`PublishTransport`],
 //! [`ConsumerHost`], [`OutboxStore`], [`Inbox`]).
 #![warn(missing_docs)]
 
@@ -43,7 +43,9 @@ pub use outbox::{
     OutboxStore,
 };
 pub use pipeline::{Decision, Delivery, Limits, Pipeline};
-pub use publisher::{PublishError, PublishOptions, Publisher, PublisherExt};
+pub use publisher::{
+    PublishBatch, PublishError, PublishOptions, PublishTransport, Publisher, PublisherExt,
+};
 pub use relay::{OutboxRelay, RelayBatch, RelayError, RelayOptions};
 pub use retry::RetryPolicy;
 pub use routing::{BindingPattern, RoutingError, RoutingKey};

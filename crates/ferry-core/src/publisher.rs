@@ -1,8 +1,19 @@
-//! Publishing: the transport's [`Publisher`] trait, and [`PublisherExt`] for typed events.
+//! Publishing: the one publish path every entry point goes through, the
+//! [`PublishTransport`] trait transports implement under it, the [`Publisher`] entry points,
+//! and [`PublisherExt`] for typed events.
+//!
+//! Every publish (a direct one through [`Publisher`] or [`PublisherExt`], an outbox relay
+//! batch, a follow-up event) ends in one function of this module, which opens the
+//! `ferry.publish` span, hands the messages to the transport and counts the confirmed ones in
+//! `ferry_published_total`. A transport only implements [`PublishTransport::send`], and only
+//! that function can build the [`PublishBatch`] that method takes, so no entry point can skip
+//! the span or the count. ([`Publisher`] is sealed: every type that implements
+//! [`PublishTransport`] is a [`Publisher`], and nothing else is.)
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use tracing::Instrument;
 
 use crate::{Envelope, IntegrationEvent, MessageContext, OutgoingMessage, codec, telemetry};
 
@@ -25,7 +36,10 @@ pub enum PublishError {
         /// The message id.
         id: String,
     },
-    /// No confirm came in time; the message may or may not have been stored.
+    /// No confirm came in time; the message may or may not have been stored. The broker
+    /// stopped answering (a network partition, a memory or disk alarm blocking the
+    /// connection): like [`PublishError::Unavailable`], not the message's fault, so the outbox
+    /// relay keeps such rows pending without counting an attempt.
     #[error("no publisher confirm for message `{id}` within {timeout_ms} ms")]
     ConfirmTimeout {
         /// The message id.
@@ -33,8 +47,9 @@ pub enum PublishError {
         /// The timeout.
         timeout_ms: u64,
     },
-    /// The broker cannot be reached or the channel is down. Not the message's fault: the outbox
-    /// relay keeps such rows pending without counting an attempt.
+    /// The broker cannot be reached, the channel is down, or the broker blocks publishing (a
+    /// memory or disk alarm). Not the message's fault: the outbox relay keeps such rows
+    /// pending without counting an attempt.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
     /// The event could not be encoded.
@@ -46,24 +61,146 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    /// Whether the broker is the problem rather than the message (see
-    /// [`PublishError::Unavailable`]).
+    /// Whether the broker is the problem rather than the message: it cannot be reached, blocks
+    /// publishing, or stopped answering ([`PublishError::Unavailable`],
+    /// [`PublishError::ConfirmTimeout`]). Publishing the same message later may well succeed;
+    /// the outbox relay counts no attempt for such a failure.
+    ///
+    /// ```
+    /// use ferry_core::PublishError;
+    /// assert!(PublishError::ConfirmTimeout { id: "m-1".into(), timeout_ms: 30_000 }.is_unavailable());
+    /// assert!(PublishError::Unavailable("connection lost".into()).is_unavailable());
+    /// assert!(!PublishError::Nacked { id: "m-1".into() }.is_unavailable());
+    /// ```
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, PublishError::Unavailable(_))
+        matches!(
+            self,
+            PublishError::Unavailable(_) | PublishError::ConfirmTimeout { .. }
+        )
+    }
+
+    /// A short name of the failure, for the `error.type` of the publish span:
+    /// `unroutable`, `nacked`, `confirm_timeout`, `unavailable`, `encode` or `other`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PublishError::Unroutable { .. } => "unroutable",
+            PublishError::Nacked { .. } => "nacked",
+            PublishError::ConfirmTimeout { .. } => "confirm_timeout",
+            PublishError::Unavailable(_) => "unavailable",
+            PublishError::Encode(_) => "encode",
+            PublishError::Other(_) => "other",
+        }
     }
 }
 
-/// A transport that publishes wire messages and waits for the broker's confirm.
+/// The messages of one publish, on their way from ferry's publish path to a transport.
 ///
-/// `Ok` means the broker has the message (confirmed, routed). The outbox relay and
-/// [`PublisherExt`] build on this trait, so any transport runs them unchanged.
+/// Only ferry's publish path makes one, so a transport's [`PublishTransport::send`] is
+/// reached through that path alone. A transport that wraps another (to time or count its
+/// publishes) passes the batch on to the inner transport's `send` as it is.
+#[derive(Debug)]
+pub struct PublishBatch {
+    messages: Vec<OutgoingMessage>,
+}
+
+impl PublishBatch {
+    /// The messages, in the order their outcomes are reported.
+    pub fn messages(&self) -> &[OutgoingMessage] {
+        &self.messages
+    }
+
+    /// How many messages.
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// The messages, to send them.
+    pub fn into_messages(self) -> Vec<OutgoingMessage> {
+        self.messages
+    }
+}
+
+/// What a transport implements to publish: send wire messages and wait for the broker's
+/// confirms. Every such transport is a [`Publisher`].
+///
+/// `Ok` means the broker has the message (confirmed, routed). The span, the
+/// `ferry_published_total` count and the entry points ([`Publisher`], [`PublisherExt`], the
+/// outbox relay) are ferry's, around [`PublishTransport::send`], so any transport runs them
+/// unchanged.
+///
+/// ```
+/// use async_trait::async_trait;
+/// use ferry_core::{PublishBatch, PublishError, PublishTransport};
+///
+/// /// Counts what it sends, then hands it to the transport it wraps.
+/// struct Counting<T> { inner: T, sent: std::sync::atomic::AtomicUsize }
+///
+/// #[async_trait]
+/// impl<T: PublishTransport> PublishTransport for Counting<T> {
+///     fn source(&self) -> Option<&str> { self.inner.source() }
+///     fn exchange(&self) -> Option<&str> { self.inner.exchange() }
+///     async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+///         self.sent.fetch_add(batch.len(), std::sync::atomic::Ordering::Relaxed);
+///         self.inner.send(batch).await
+///     }
+/// }
+/// ```
 #[async_trait]
-pub trait Publisher: Send + Sync {
+pub trait PublishTransport: Send + Sync {
     /// The source events published through [`PublisherExt`] carry when the options name none
     /// (`None`: ferry's default).
-    fn default_source(&self) -> Option<&str> {
+    fn source(&self) -> Option<&str> {
         None
     }
+
+    /// The exchange a message goes to when it names none (`None`: the default exchange, `""`).
+    /// Publish spans name it in `messaging.destination.name`.
+    fn exchange(&self) -> Option<&str> {
+        None
+    }
+
+    /// Sends every message of `batch` (all in flight at once where the transport can) and
+    /// waits for their confirms; returns each one's outcome, in order, one per message.
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>>;
+}
+
+#[async_trait]
+impl<T: PublishTransport + ?Sized> PublishTransport for std::sync::Arc<T> {
+    fn source(&self) -> Option<&str> {
+        (**self).source()
+    }
+
+    fn exchange(&self) -> Option<&str> {
+        (**self).exchange()
+    }
+
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        (**self).send(batch).await
+    }
+}
+
+mod sealed {
+    /// Only [`PublishTransport`](super::PublishTransport)s are publishers.
+    pub trait Sealed {}
+
+    impl<T: super::PublishTransport + ?Sized> Sealed for T {}
+}
+
+/// Publishes wire messages and waits for the broker's confirms: implemented for every
+/// [`PublishTransport`], through ferry's one publish path.
+///
+/// `Ok` means the broker has the message (confirmed, routed). Each call opens one
+/// `ferry.publish` span and counts the confirmed messages in `ferry_published_total`.
+#[async_trait]
+pub trait Publisher: sealed::Sealed + Send + Sync {
+    /// The source events published through [`PublisherExt`] carry when the options name none
+    /// (`None`: ferry's default).
+    fn default_source(&self) -> Option<&str>;
 
     /// Publishes one message and waits for its confirm.
     async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError>;
@@ -72,31 +209,86 @@ pub trait Publisher: Send + Sync {
     async fn publish_messages(
         &self,
         messages: Vec<OutgoingMessage>,
-    ) -> Vec<Result<(), PublishError>> {
-        let mut results = Vec::with_capacity(messages.len());
-        for message in messages {
-            results.push(self.publish_message(message).await);
-        }
-        results
-    }
+    ) -> Vec<Result<(), PublishError>>;
 }
 
 #[async_trait]
-impl<P: Publisher + ?Sized> Publisher for std::sync::Arc<P> {
+impl<T: PublishTransport + ?Sized> Publisher for T {
     fn default_source(&self) -> Option<&str> {
-        (**self).default_source()
+        self.source()
     }
 
     async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        (**self).publish_message(message).await
+        publish_through(self, vec![message])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(PublishError::Other("the transport reported nothing".into())))
     }
 
     async fn publish_messages(
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> Vec<Result<(), PublishError>> {
-        (**self).publish_messages(messages).await
+        publish_through(self, messages).await
     }
+}
+
+/// The publish path: opens the `ferry.publish` span (one per call: a message's own, or a
+/// batch's with a link to each message's creation context), sends the messages through
+/// `transport`, marks the span failed if any failed, and counts the confirmed ones in
+/// `ferry_published_total`. Returns each message's outcome, in order.
+///
+/// Every [`Publisher`] method ends here.
+pub(crate) async fn publish_through<T: PublishTransport + ?Sized>(
+    transport: &T,
+    messages: Vec<OutgoingMessage>,
+) -> Vec<Result<(), PublishError>> {
+    let n = messages.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let exchange = transport.exchange().unwrap_or("");
+    let span = match messages.as_slice() {
+        [message] => {
+            telemetry::publish_span_for(message.exchange.as_deref().unwrap_or(exchange), message)
+        }
+        messages => telemetry::publish_batch_span(exchange, messages),
+    };
+    let mut results = transport
+        .send(PublishBatch { messages })
+        .instrument(span.clone())
+        .await;
+    // One outcome per message, whatever the transport returned: a message it reported
+    // nothing for is failed, never silently confirmed.
+    results.resize_with(n, || {
+        Err(PublishError::Other(
+            "the transport reported no outcome for this message".into(),
+        ))
+    });
+    let published = results.iter().filter(|r| r.is_ok()).count();
+    telemetry::metric::record_published(published);
+    if published < n {
+        record_failure(&span, &results, n - published);
+    }
+    results
+}
+
+/// Marks the publish span failed: with the error's kind when one message failed, or when all
+/// failures are of one kind; otherwise as `publish`.
+fn record_failure(span: &tracing::Span, results: &[Result<(), PublishError>], failed: usize) {
+    let mut errors = results.iter().filter_map(|r| r.as_ref().err());
+    let Some(first) = errors.next() else { return };
+    let same_kind = errors.all(|e| e.kind() == first.kind());
+    let description = if results.len() == 1 {
+        first.to_string()
+    } else {
+        format!(
+            "{failed} of {} messages not published: {first}",
+            results.len()
+        )
+    };
+    let kind = if same_kind { first.kind() } else { "publish" };
+    telemetry::record_error(span, kind, &description);
 }
 
 /// Options for one publish (or one outbox add). Every field is optional.
@@ -184,7 +376,8 @@ impl PublishOptions {
     }
 }
 
-/// Typed publishing on any [`Publisher`].
+/// Typed publishing on any [`Publisher`] (through the same path, so with the same span and
+/// count).
 ///
 /// ```
 /// # use ferry_core::{memory::MemoryBus, PublisherExt};
@@ -203,8 +396,7 @@ pub trait PublisherExt: Publisher {
         self.publish_with(event, PublishOptions::default()).await
     }
 
-    /// Publishes an event with options; returns its id once confirmed (and counts it in
-    /// `ferry_published_total`).
+    /// Publishes an event with options; returns its id once confirmed.
     async fn publish_with<E: IntegrationEvent>(
         &self,
         event: &E,
@@ -213,7 +405,6 @@ pub trait PublisherExt: Publisher {
         let message = options.message_for(event, self.default_source())?;
         let id = message.id().to_owned();
         self.publish_message(message).await?;
-        telemetry::metric::record_published(1);
         Ok(id)
     }
 }

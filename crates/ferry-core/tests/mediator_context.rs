@@ -8,8 +8,8 @@ use std::{
 
 use async_trait::async_trait;
 use ferry_core::{
-    Envelope, MessageContext, OutboxStore, OutgoingMessage, PublishError, Publisher, PublisherExt,
-    codec,
+    Envelope, MessageContext, OutboxStore, OutgoingMessage, PublishBatch, PublishError,
+    PublishTransport, PublisherExt, codec,
     mediator::{Mediator, Request, RequestContext, RequestHandler},
     memory::MemoryOutbox,
 };
@@ -148,13 +148,16 @@ struct RecordingPublisher {
 }
 
 #[async_trait]
-impl Publisher for RecordingPublisher {
-    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        self.sent
-            .lock()
-            .map_err(|_| PublishError::Other("poisoned".into()))?
-            .push(message);
-        Ok(())
+impl PublishTransport for RecordingPublisher {
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        let n = batch.len();
+        match self.sent.lock() {
+            Ok(mut sent) => {
+                sent.extend(batch.into_messages());
+                vec![Ok(()); n]
+            }
+            Err(_) => vec![Err(PublishError::Other("poisoned".into())); n],
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::{
 use async_trait::async_trait;
 use ferry_core::{
     CancellationToken, DeadLetter, FaultKind, HandlerError, MessageContext, OutboxRelay,
-    OutboxStatus, OutboxStore, OutgoingMessage, PublishError, PublishOptions, Publisher,
+    OutboxStatus, OutboxStore, PublishBatch, PublishError, PublishOptions, PublishTransport,
     PublisherExt, RelayOptions, RetryPolicy,
     memory::{MemoryBus, MemoryInbox, MemoryOutbox},
 };
@@ -278,13 +278,21 @@ struct Flaky {
 }
 
 #[async_trait]
-impl Publisher for Flaky {
-    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        if let Some(e) = self.mode.lock().unwrap().clone() {
-            return Err(e);
-        }
-        self.sent.lock().unwrap().push(message.id().to_owned());
-        Ok(())
+impl PublishTransport for Flaky {
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        let mode = self.mode.lock().unwrap().clone();
+        let mut sent = self.sent.lock().unwrap();
+        batch
+            .messages()
+            .iter()
+            .map(|message| match &mode {
+                Some(e) => Err(e.clone()),
+                None => {
+                    sent.push(message.id().to_owned());
+                    Ok(())
+                }
+            })
+            .collect()
     }
 }
 
@@ -364,16 +372,9 @@ struct SlowFirstBatch {
 }
 
 #[async_trait]
-impl Publisher for SlowFirstBatch {
-    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        self.sent.lock().unwrap().push(message.id().to_owned());
-        Ok(())
-    }
-
-    async fn publish_messages(
-        &self,
-        messages: Vec<OutgoingMessage>,
-    ) -> Vec<Result<(), PublishError>> {
+impl PublishTransport for SlowFirstBatch {
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        let messages = batch.messages();
         let first = self.calls.fetch_add(1, Ordering::SeqCst) == 0;
         // The broker takes a moment (the relay claims and sends its next batch meanwhile);
         // the first batch takes twice the lease.
@@ -513,16 +514,9 @@ struct CountsBatchesAtOnce {
 }
 
 #[async_trait]
-impl Publisher for CountsBatchesAtOnce {
-    async fn publish_message(&self, _message: OutgoingMessage) -> Result<(), PublishError> {
-        self.rows.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-
-    async fn publish_messages(
-        &self,
-        messages: Vec<OutgoingMessage>,
-    ) -> Vec<Result<(), PublishError>> {
+impl PublishTransport for CountsBatchesAtOnce {
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        let messages = batch.messages();
         let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
         self.most.fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(30)).await;

@@ -212,9 +212,27 @@ async fn a_traceparent_travels_unchanged_and_spans_carry_the_messaging_fields() 
     let batches = capture.named("ferry.relay.batch");
     assert!(!batches.is_empty());
     assert!(batches.iter().all(|b| {
-        b.fields.get("messaging.operation.type").map(String::as_str) == Some("send")
-            && b.fields.contains_key("messaging.batch.message_count")
+        b.fields.get("otel.kind").map(String::as_str) == Some("internal")
+            && b.fields.contains_key("ferry.claimed")
+            && b.fields.get("ferry.published").map(String::as_str) == Some("1")
     }));
+    // Each relay batch published through the one publish path: a `ferry.publish` span
+    // (client, send) under the batch, one per batch.
+    let publishes = capture.named("ferry.publish");
+    assert_eq!(publishes.len(), batches.len(), "{publishes:?}");
+    assert!(publishes.iter().all(|p| {
+        p.parent.as_deref() == Some("ferry.relay.batch")
+            && p.fields.get("otel.kind").map(String::as_str) == Some("client")
+            && p.fields.get("messaging.operation.type").map(String::as_str) == Some("send")
+    }));
+    let order_publish = publishes
+        .iter()
+        .find(|p| p.fields.get("messaging.message.id") == Some(&order_id))
+        .expect("the order's publish span");
+    assert_eq!(
+        order_publish.fields.get("otel.name").map(String::as_str),
+        Some("publish myapp.events:orders.order.created")
+    );
     // No OpenTelemetry layer: no creation span was made.
     assert!(capture.named("ferry.create").is_empty());
 }

@@ -139,8 +139,7 @@ async fn wait_until(seen: &mut Seen, what: &str, done: impl Fn(&Seen) -> bool) {
     }
 }
 
-/// A message for the bus that `PublisherExt` would not count (the consumer test leaves
-/// `ferry_published_total` to the relay test).
+/// A message for the bus, with the id given.
 fn order_message(order_id: u32, id: &str) -> OutgoingMessage {
     PublishOptions {
         id: Some(id.to_owned()),
@@ -238,7 +237,9 @@ async fn the_pipeline_counts_outcomes_retries_dead_letters_and_duplicates() {
     assert!(lags.iter().all(|l| *l >= 0.0));
     // The retry came back after its delay, so its lag is at least that.
     assert!(lags.iter().any(|l| *l >= 0.01), "{lags:?}");
-    assert_eq!(seen.counter(metric::PUBLISHED_TOTAL, &[]), 0);
+    // The five messages published; the retry and dead-letter copies the bus made are not
+    // published events.
+    assert_eq!(seen.counter(metric::PUBLISHED_TOTAL, &[]), 5);
 }
 
 #[tokio::test]
@@ -318,7 +319,15 @@ async fn queue_depth_is_a_gauge_per_queue_and_every_metric_is_described() {
     seen.take();
     telemetry::record_queue_depth("inventory.order-created", 42);
     telemetry::record_queue_depth("orders.stock-reserved", 0);
+    telemetry::record_queue_consumers("inventory.order-created", 2);
     seen.take();
+    assert_eq!(
+        seen.gauge(
+            metric::QUEUE_CONSUMERS,
+            &[("queue", "inventory.order-created")]
+        ),
+        Some(2.0)
+    );
     assert_eq!(
         seen.gauge(
             metric::QUEUE_MESSAGES_READY,
@@ -350,6 +359,7 @@ async fn queue_depth_is_a_gauge_per_queue_and_every_metric_is_described() {
         (RELAY_BATCH_DURATION_SECONDS, MetricKind::Histogram),
         (QUEUE_MESSAGES_READY, MetricKind::Gauge),
         (CONSUME_LAG_SECONDS, MetricKind::Histogram),
+        (QUEUE_CONSUMERS, MetricKind::Gauge),
     ];
     assert_eq!(kinds.map(|(name, _)| name), ALL);
     for (name, kind) in kinds {

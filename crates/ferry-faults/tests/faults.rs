@@ -168,6 +168,8 @@ async fn case_6_network_partition_of_30_seconds() {
         "network partition to the broker, 30 s (TCP proxy drops everything)",
     );
     spec.via_proxy = true;
+    // Confirms time out while the broker is unreachable: no row's attempts may rise.
+    spec.costs_no_attempts = true;
     let mut case = Case::start(spec).await;
     case.wait_applied(TRIGGER).await;
     case.fault_begins();
@@ -193,6 +195,8 @@ async fn case_7_broker_memory_alarm() {
     );
     // Slower, so events are still being added while the alarm holds.
     spec.rate_per_s = 400;
+    // Publishes blocked by the alarm: no row's attempts may rise.
+    spec.costs_no_attempts = true;
     let mut case = Case::start(spec).await;
     case.services.restore_watermark = true;
     // A publisher of the test's own, to see what a publish does during the alarm. Its routing

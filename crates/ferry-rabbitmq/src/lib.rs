@@ -63,6 +63,15 @@
 //!   its topology again and resumes every consumer (one consumer per queue, never two).
 //!   Unacked deliveries come back from the broker, so a handler may see a message twice: use
 //!   the inbox to make that harmless.
+//!
+//! ## Monitoring
+//!
+//! Every publish (the inherent [`RabbitMq::publish`] and [`RabbitMq::publish_with`], the
+//! [`Publisher`](ferry_core::Publisher) and [`PublisherExt`] methods, an outbox relay) opens
+//! one `ferry.publish` span and counts the confirmed messages in `ferry_published_total`.
+//! While a consumer runs, its queue is sampled every
+//! [`RabbitMqOptions::with_queue_sample_interval`] (5 s by default) into
+//! `ferry_queue_messages_ready{queue}` and `ferry_queue_consumers{queue}`.
 #![warn(missing_docs)]
 
 mod connection;
@@ -74,6 +83,7 @@ mod options;
 mod publisher;
 mod redact;
 mod runner;
+mod sampling;
 pub mod subscription;
 pub mod topology;
 pub mod wire;
@@ -83,14 +93,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use ferry_core::{
     ConsumerBuilder, ConsumerHandle, ConsumerHost, ConsumerSpec, DeadLetterConsumerBuilder,
-    DeadLetterSpec, IntegrationEvent, OutgoingMessage, PublishError, PublishOptions, Publisher,
+    DeadLetterSpec, IntegrationEvent, OutgoingMessage, PublishBatch, PublishError, PublishOptions,
+    PublishTransport, PublisherExt,
 };
 
 pub use dlq::{DeadLetterQueue, DlqSelection, ReplayReport};
 pub use error::{RabbitMqError, TopologyError};
 pub use options::{
-    CA_FILE_ENV, DEFAULT_EXCHANGE, DEFAULT_URL, EXCHANGE_ENV, ExchangeKind, RabbitMqOptions,
-    TopologyMode, URL_ENV,
+    CA_FILE_ENV, DEFAULT_EXCHANGE, DEFAULT_QUEUE_SAMPLE_INTERVAL, DEFAULT_URL, EXCHANGE_ENV,
+    ExchangeKind, RabbitMqOptions, TopologyMode, URL_ENV,
 };
 pub use redact::redact_url;
 pub use subscription::{Received, Subscription};
@@ -98,7 +109,8 @@ pub use subscription::{Received, Subscription};
 use connection::ConnectionManager;
 use publisher::{PublishContext, PublisherPool};
 
-/// The RabbitMQ transport: a [`Publisher`] and a [`ConsumerHost`] over one connection.
+/// The RabbitMQ transport: a [`Publisher`](ferry_core::Publisher) (through its
+/// [`PublishTransport`]) and a [`ConsumerHost`] over one connection.
 ///
 /// Cheap to clone (all clones share the connection). The connection closes when
 /// [`RabbitMq::close`] is called or the last clone (and the last consumer) is dropped.
@@ -193,22 +205,19 @@ impl RabbitMq {
     }
 
     /// Publishes an event with its name as routing key and the configured source; returns its
-    /// id once confirmed.
+    /// id once confirmed. The same as [`PublisherExt::publish`] (the same span and count).
     pub async fn publish<E: IntegrationEvent>(&self, event: &E) -> Result<String, PublishError> {
-        self.publish_with(event, PublishOptions::default()).await
+        PublisherExt::publish(self, event).await
     }
 
     /// Publishes an event with options (the configured source unless they name one); returns
-    /// its id once confirmed.
+    /// its id once confirmed. The same as [`PublisherExt::publish_with`].
     pub async fn publish_with<E: IntegrationEvent>(
         &self,
         event: &E,
         options: PublishOptions,
     ) -> Result<String, PublishError> {
-        let message = options.message_for(event, Some(self.options().source()))?;
-        let id = message.id().to_owned();
-        self.publish_one(message).await?;
-        Ok(id)
+        PublisherExt::publish_with(self, event, options).await
     }
 
     /// Declares (or checks) a dead-letter exchange and queue, bound with `#`, without
@@ -297,6 +306,8 @@ impl RabbitMq {
         &self.inner.connection
     }
 
+    /// Publishes a copy the transport makes itself (a retry, a dead letter, a replay): not an
+    /// event publish, so outside the publish path's span and `ferry_published_total`.
     pub(crate) async fn publish_one(&self, message: OutgoingMessage) -> Result<(), PublishError> {
         let mut results = publisher::publish_batch(&self.publish_context(), vec![message]).await;
         results
@@ -343,27 +354,17 @@ impl RabbitMq {
 }
 
 #[async_trait]
-impl Publisher for RabbitMq {
-    fn default_source(&self) -> Option<&str> {
+impl PublishTransport for RabbitMq {
+    fn source(&self) -> Option<&str> {
         Some(self.options().source())
     }
 
-    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        use tracing::Instrument;
-        let exchange = message
-            .exchange
-            .as_deref()
-            .unwrap_or(self.options().exchange())
-            .to_owned();
-        let span = ferry_core::telemetry::publish_span_for(&exchange, &message);
-        self.publish_one(message).instrument(span).await
+    fn exchange(&self) -> Option<&str> {
+        Some(self.options().exchange())
     }
 
-    async fn publish_messages(
-        &self,
-        messages: Vec<OutgoingMessage>,
-    ) -> Vec<Result<(), PublishError>> {
-        publisher::publish_batch(&self.publish_context(), messages).await
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        publisher::publish_batch(&self.publish_context(), batch.into_messages()).await
     }
 }
 

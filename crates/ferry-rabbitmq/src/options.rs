@@ -12,6 +12,10 @@ pub const DEFAULT_URL: &str = "amqp://guest:guest@localhost:5672/%2f";
 /// The events exchange used when none is given.
 pub const DEFAULT_EXCHANGE: &str = "myapp.events";
 
+/// How often a running consumer samples its queue's depth and consumers unless told
+/// otherwise ([`RabbitMqOptions::with_queue_sample_interval`]).
+pub const DEFAULT_QUEUE_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The environment variable [`RabbitMqOptions::from_env`] reads the URL from.
 pub const URL_ENV: &str = "FERRY_AMQP_URL";
 
@@ -110,6 +114,7 @@ pub struct RabbitMqOptions {
     dead_letter_exchange: Option<String>,
     publisher_channels: usize,
     consumer_limits: Option<Limits>,
+    queue_sample_interval: Option<Duration>,
 }
 
 impl Default for RabbitMqOptions {
@@ -132,6 +137,7 @@ impl Default for RabbitMqOptions {
             dead_letter_exchange: None,
             publisher_channels: 2,
             consumer_limits: None,
+            queue_sample_interval: Some(DEFAULT_QUEUE_SAMPLE_INTERVAL),
         }
     }
 }
@@ -267,6 +273,24 @@ impl RabbitMqOptions {
         self
     }
 
+    /// Sets how often each running consumer samples its queue into the
+    /// `ferry_queue_messages_ready{queue}` and `ferry_queue_consumers{queue}` gauges (a passive
+    /// queue declare on a short-lived channel); `None` turns sampling off. Default
+    /// [`DEFAULT_QUEUE_SAMPLE_INTERVAL`] (5 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ferry_rabbitmq::RabbitMqOptions;
+    /// let options = RabbitMqOptions::default().with_queue_sample_interval(Some(Duration::from_secs(1)));
+    /// assert_eq!(options.queue_sample_interval(), Some(Duration::from_secs(1)));
+    /// let off = RabbitMqOptions::default().with_queue_sample_interval(None);
+    /// assert_eq!(off.queue_sample_interval(), None);
+    /// ```
+    pub fn with_queue_sample_interval(mut self, interval: Option<Duration>) -> Self {
+        self.queue_sample_interval = interval;
+        self
+    }
+
     /// The URL, password included: keep it out of logs; use [`RabbitMqOptions::redacted_url`].
     pub fn url(&self) -> &str {
         &self.url
@@ -357,8 +381,13 @@ impl RabbitMqOptions {
         self.publisher_channels
     }
 
+    /// How often consumers sample their queue (`None`: never).
+    pub fn queue_sample_interval(&self) -> Option<Duration> {
+        self.queue_sample_interval
+    }
+
     /// Checks the options: a parseable `amqp://` or `amqps://` URL, names within AMQP's 255
-    /// bytes, a non-zero confirm timeout.
+    /// bytes, a non-zero confirm timeout, a non-zero queue sample interval.
     pub fn validate(&self) -> Result<(), RabbitMqError> {
         crate::connection::parse_uri(self)?;
         if self.exchange.len() > 255 {
@@ -376,6 +405,13 @@ impl RabbitMqOptions {
         if self.confirm_timeout.is_zero() {
             return Err(RabbitMqError::InvalidOption(
                 "the confirm timeout is zero; give it a few seconds".into(),
+            ));
+        }
+        if self.queue_sample_interval.is_some_and(|i| i.is_zero()) {
+            return Err(RabbitMqError::InvalidOption(
+                "the queue sample interval is zero; give it a few seconds, or `None` to turn \
+                 sampling off"
+                    .into(),
             ));
         }
         Ok(())
@@ -402,6 +438,7 @@ impl fmt::Debug for RabbitMqOptions {
             .field("dead_letter_exchange", &self.dead_letter_exchange)
             .field("publisher_channels", &self.publisher_channels)
             .field("consumer_limits", &self.consumer_limits)
+            .field("queue_sample_interval", &self.queue_sample_interval)
             .finish()
     }
 }

@@ -1,6 +1,7 @@
 //! The consume loop shared by event consumers and dead-letter consumers: a session (channel,
 //! topology, `basic.consume`) per connection generation, at most `concurrency` handlers at
-//! once, a new session after a connection loss, and graceful shutdown.
+//! once, a new session after a connection loss, and graceful shutdown. The queue is sampled
+//! while the consumer runs (see [`crate::sampling`]).
 
 use std::{
     collections::HashSet,
@@ -25,6 +26,7 @@ use crate::{
     RabbitMq, RabbitMqError,
     connection::{Link, WaitError, with_timeout},
     error::is_connection_error,
+    sampling::Sampling,
     topology::{ObjectKind, short},
 };
 
@@ -89,7 +91,14 @@ pub(crate) async fn start<W: Worker>(
         .map_err(|e| bus.connection().wait_error(e))?;
     let (session, consumer) = open_session(&*worker, &link).await?;
     tracing::info!(queue = worker.queue(), "consumer started");
-    let task = tokio::spawn(run(worker, cancel.clone(), session, consumer));
+    let sampling = Sampling::start(bus, worker.queue());
+    let task = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            run(worker, cancel, session, consumer).await;
+            sampling.stop().await;
+        }
+    });
     Ok(ConsumerHandle::new(cancel, task))
 }
 

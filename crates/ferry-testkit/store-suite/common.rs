@@ -15,8 +15,8 @@ use std::{
 
 use async_trait::async_trait;
 use ferry_core::{
-    CancellationToken, IntegrationEvent, OutboxRelay, OutboxStore, OutgoingMessage, PublishError,
-    Publisher, RelayOptions,
+    CancellationToken, IntegrationEvent, OutboxRelay, OutboxStore, OutgoingMessage, PublishBatch,
+    PublishError, PublishTransport, Publisher, RelayOptions,
 };
 
 use crate::backend::*;
@@ -127,8 +127,18 @@ impl RecordingPublisher {
 }
 
 #[async_trait]
-impl Publisher for RecordingPublisher {
-    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
+impl PublishTransport for RecordingPublisher {
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        let mut results = Vec::with_capacity(batch.len());
+        for message in batch.into_messages() {
+            results.push(self.send_one(message).await);
+        }
+        results
+    }
+}
+
+impl RecordingPublisher {
+    async fn send_one(&self, message: OutgoingMessage) -> Result<(), PublishError> {
         self.inner.calls.fetch_add(1, Ordering::SeqCst);
         let delay = *self.inner.delay.lock().unwrap();
         if !delay.is_zero() {
@@ -286,17 +296,17 @@ impl<P> Counting<P> {
 }
 
 #[async_trait]
-impl<P: Publisher> Publisher for Counting<P> {
-    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        self.batches.fetch_add(1, Ordering::SeqCst);
-        self.inner.publish_message(message).await
+impl<P: PublishTransport> PublishTransport for Counting<P> {
+    fn source(&self) -> Option<&str> {
+        self.inner.source()
     }
 
-    async fn publish_messages(
-        &self,
-        messages: Vec<OutgoingMessage>,
-    ) -> Vec<Result<(), PublishError>> {
+    fn exchange(&self) -> Option<&str> {
+        self.inner.exchange()
+    }
+
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
         self.batches.fetch_add(1, Ordering::SeqCst);
-        self.inner.publish_messages(messages).await
+        self.inner.send(batch).await
     }
 }

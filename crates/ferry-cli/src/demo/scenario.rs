@@ -26,10 +26,6 @@ pub const DEAD_LETTER_EXCHANGE: &str = "myapp.dlx";
 pub trait DemoTransport: Publisher + ConsumerHost + Clone + Send + Sync + 'static {
     /// Empties `queues`, in order (a queue that does not exist has nothing to empty).
     async fn reset_queues(&self, queues: &[String]) -> anyhow::Result<()>;
-
-    /// Samples the demo's queue depths into `ferry_queue_messages_ready` (where the transport
-    /// can tell).
-    async fn sample_queues(&self) {}
 }
 
 #[async_trait]
@@ -144,7 +140,6 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
     let mut last = Progress::default();
     let mut creation_done = false;
     let mut creator = Some(creator);
-    let mut last_sample = Instant::now();
     loop {
         if creator.as_ref().is_some_and(|h| h.is_finished()) {
             let failure = match creator.take() {
@@ -167,10 +162,6 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
             Err(e) => tracing::warn!(error = %e, "could not read progress"),
         }
         view.update(&last);
-        if last_sample.elapsed() >= Duration::from_secs(1) {
-            last_sample = Instant::now();
-            bus.sample_queues().await;
-        }
         if creation_done
             && last.created >= config.events
             && last.settled() >= config.events

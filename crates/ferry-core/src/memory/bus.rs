@@ -10,8 +10,8 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     BindingPattern, ConsumerBuilder, ConsumerHandle, ConsumerHost, ConsumerSpec, DeadLetter,
-    DeadLetterConsumerBuilder, DeadLetterSpec, Decision, Delivery, OutgoingMessage, PublishError,
-    Publisher, WireMessage,
+    DeadLetterConsumerBuilder, DeadLetterSpec, Decision, Delivery, PublishBatch, PublishError,
+    PublishTransport, WireMessage,
 };
 
 /// An in-memory transport error.
@@ -238,16 +238,26 @@ impl MemoryBus {
 }
 
 #[async_trait]
-impl Publisher for MemoryBus {
-    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        let exchange = message.exchange.as_deref().unwrap_or(&self.inner.exchange);
-        if self.route(exchange, &message.routing_key, &message.message) == 0 {
-            return Err(PublishError::Unroutable {
-                exchange: exchange.to_owned(),
-                routing_key: message.routing_key.clone(),
-            });
-        }
-        Ok(())
+impl PublishTransport for MemoryBus {
+    fn exchange(&self) -> Option<&str> {
+        Some(&self.inner.exchange)
+    }
+
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        batch
+            .into_messages()
+            .into_iter()
+            .map(|message| {
+                let exchange = message.exchange.as_deref().unwrap_or(&self.inner.exchange);
+                if self.route(exchange, &message.routing_key, &message.message) == 0 {
+                    return Err(PublishError::Unroutable {
+                        exchange: exchange.to_owned(),
+                        routing_key: message.routing_key.clone(),
+                    });
+                }
+                Ok(())
+            })
+            .collect()
     }
 }
 

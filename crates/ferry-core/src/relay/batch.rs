@@ -31,10 +31,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         if rows.is_empty() {
             return Ok(batch);
         }
-        let span = {
-            let messages: Vec<_> = rows.iter().map(|r| &r.message).collect();
-            telemetry::relay_batch_span(&messages)
-        };
+        let span = telemetry::relay_batch_span(rows.len());
         async {
             let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
             let messages = rows.into_iter().map(|r| r.message).collect();
@@ -62,7 +59,6 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
             }
             if !published.is_empty() {
                 self.mark_published(&published, started).await?;
-                metric::record_published(published.len());
             }
             if !failures.is_empty() {
                 self.store.mark_failed(&failures).await?;

@@ -5,7 +5,7 @@
 //!
 //! | name | kind | labels | recorded by |
 //! |---|---|---|---|
-//! | `ferry_published_total` | counter | | the outbox relay (rows published) and `PublisherExt` (direct publishes) |
+//! | `ferry_published_total` | counter | | ferry's publish path, for every entry point (direct publishes, the outbox relay): messages the broker confirmed |
 //! | `ferry_consumed_total` | counter | `queue`, `outcome` (`ack`, `duplicate`, `retry`, `dead_letter`) | the consumer pipeline, per delivery |
 //! | `ferry_handler_duration_seconds` | histogram | `queue` | the consumer pipeline, per handler call |
 //! | `ferry_retries_total` | counter | `queue` | the consumer pipeline, per delayed retry decided |
@@ -13,11 +13,13 @@
 //! | `ferry_outbox_pending` | gauge | | the outbox relay (sampled) or [`record_outbox_stats`] |
 //! | `ferry_outbox_oldest_pending_age_seconds` | gauge | | the same |
 //! | `ferry_relay_batch_duration_seconds` | histogram | | the outbox relay, per non-empty batch |
-//! | `ferry_queue_messages_ready` | gauge | `queue` | transports, when they sample queue depth ([`record_queue_depth`]) |
+//! | `ferry_queue_messages_ready` | gauge | `queue` | transports, when they sample the queues their consumers read ([`record_queue_depth`]) |
+//! | `ferry_queue_consumers` | gauge | `queue` | the same ([`record_queue_consumers`]) |
 //! | `ferry_consume_lag_seconds` | histogram | `queue` | the consumer pipeline: event time to handler start |
 //!
-//! Transports do not count `ferry_published_total` themselves: the relay and `PublisherExt`
-//! do, so retry and dead-letter copies are not counted as published events.
+//! Transports do not count `ferry_published_total` themselves: the publish path every
+//! [`Publisher`](crate::Publisher) call goes through does, so retry and dead-letter copies
+//! (which transports send on their own) are not counted as published events.
 
 use std::time::Duration;
 
@@ -26,7 +28,8 @@ use metrics::Unit;
 
 use crate::{Decision, OutboxStats};
 
-/// `ferry_published_total`: events the broker confirmed (outbox relay and direct publishes).
+/// `ferry_published_total`: messages the broker confirmed (direct publishes and the outbox
+/// relay).
 pub const PUBLISHED_TOTAL: &str = "ferry_published_total";
 /// `ferry_consumed_total{queue,outcome}`: deliveries the consumer pipeline decided on.
 pub const CONSUMED_TOTAL: &str = "ferry_consumed_total";
@@ -47,9 +50,11 @@ pub const RELAY_BATCH_DURATION_SECONDS: &str = "ferry_relay_batch_duration_secon
 pub const QUEUE_MESSAGES_READY: &str = "ferry_queue_messages_ready";
 /// `ferry_consume_lag_seconds{queue}`: from the event's time to its handler's start.
 pub const CONSUME_LAG_SECONDS: &str = "ferry_consume_lag_seconds";
+/// `ferry_queue_consumers{queue}`: consumers of a queue, as last sampled.
+pub const QUEUE_CONSUMERS: &str = "ferry_queue_consumers";
 
 /// Every metric name above.
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     PUBLISHED_TOTAL,
     CONSUMED_TOTAL,
     HANDLER_DURATION_SECONDS,
@@ -60,6 +65,7 @@ pub const ALL: [&str; 10] = [
     RELAY_BATCH_DURATION_SECONDS,
     QUEUE_MESSAGES_READY,
     CONSUME_LAG_SECONDS,
+    QUEUE_CONSUMERS,
 ];
 
 /// The `queue` label.
@@ -121,6 +127,11 @@ pub fn describe_metrics() {
         Unit::Count,
         "Messages ready for delivery in a queue, as last sampled by the transport."
     );
+    metrics::describe_gauge!(
+        QUEUE_CONSUMERS,
+        Unit::Count,
+        "Consumers of a queue, as last sampled by the transport."
+    );
     metrics::describe_histogram!(
         CONSUME_LAG_SECONDS,
         Unit::Seconds,
@@ -136,6 +147,16 @@ pub fn describe_metrics() {
 /// ```
 pub fn record_queue_depth(queue: &str, ready: u64) {
     metrics::gauge!(QUEUE_MESSAGES_READY, LABEL_QUEUE => queue.to_owned()).set(ready as f64);
+}
+
+/// Sets `ferry_queue_consumers{queue}`: transports call it with [`record_queue_depth`], from
+/// the same sample.
+///
+/// ```
+/// ferry_core::telemetry::record_queue_consumers("inventory.order-created", 2);
+/// ```
+pub fn record_queue_consumers(queue: &str, consumers: u64) {
+    metrics::gauge!(QUEUE_CONSUMERS, LABEL_QUEUE => queue.to_owned()).set(consumers as f64);
 }
 
 /// Sets `ferry_outbox_pending` and `ferry_outbox_oldest_pending_age_seconds` from a sample of

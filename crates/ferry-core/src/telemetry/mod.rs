@@ -5,8 +5,9 @@
 //!   (`messaging.system`, `messaging.destination.name`,
 //!   `messaging.rabbitmq.destination.routing_key`, `messaging.message.id`,
 //!   `messaging.message.conversation_id` (the correlation id), `messaging.operation.type`,
-//!   `messaging.batch.message_count`, `otel.kind`, `otel.name`…). Transports open publish spans
-//!   with [`publish_span_for`] (or [`publish_span`]).
+//!   `messaging.batch.message_count`, `otel.kind`, `otel.name`…). Every publish goes through
+//!   one path (see [`crate::publisher`]) that opens its `ferry.publish` span and counts it;
+//!   transports do not open publish spans of their own.
 //! - **Trace context** (cargo feature `opentelemetry`): when an event is built for the outbox or
 //!   a direct publish and a trace is active, its W3C `traceparent` is captured (from a short
 //!   `create` span under the current span) and travels as the `ce-traceparent` extension; the
@@ -16,7 +17,8 @@
 //!   nothing is captured or restored, but a traceparent set by hand (or carried over by
 //!   `caused_by`) still travels unchanged.
 //! - **Metrics** ([`metric`]): counters, gauges and histograms through the `metrics` facade;
-//!   [`describe_metrics`] describes them all; [`record_queue_depth`] is for transports.
+//!   [`describe_metrics`] describes them all; [`record_queue_depth`] and
+//!   [`record_queue_consumers`] are for transports.
 //! - **Health** ([`Health`], [`HealthSource`]).
 //!
 //! # Spans
@@ -24,8 +26,8 @@
 //! | span (`tracing` name) | `otel.name` | `otel.kind` | opened by |
 //! |---|---|---|---|
 //! | `ferry.create` | `create {routing key}` | producer | building an outgoing event, when a trace is active (the message's creation context) |
-//! | `ferry.publish` | `publish {exchange}:{routing key}` | client | transports, per message ([`publish_span`], [`publish_span_for`]) |
-//! | `ferry.relay.batch` | `publish` | client | the outbox relay, per batch |
+//! | `ferry.publish` | `publish {exchange}:{routing key}` | client | ferry's publish path, per publish call, whatever the entry point ([`Publisher`](crate::Publisher), [`PublisherExt`](crate::PublisherExt), the outbox relay): one message's ([`publish_span_for`]) or a batch's ([`publish_batch_span`]) |
+//! | `ferry.relay.batch` | `relay` | internal | the outbox relay, per batch: its publish (a `ferry.publish` child) and its marks |
 //! | `ferry.consume` | `process {exchange}:{routing key}:{queue}` | consumer | the consumer pipeline, per delivery; its parent is the message's creation context |
 //! | `ferry.handle` | `handle {event type}` | internal | the consumer pipeline, per handler call (child of `ferry.consume`) |
 //!
@@ -35,23 +37,9 @@
 //! key. Publish spans are `client` spans that link to the creation context carried in the
 //! message, because ferry captures that context when the event is built (often long before an
 //! outbox relay sends it); the `create` span is the producer end of the producer → consumer
-//! relation.
-//!
-//! Add the publish span in a transport like this:
-//!
-//! ```
-//! use ferry_core::{OutgoingMessage, PublishError, telemetry};
-//! use tracing::Instrument;
-//! # async fn send_and_confirm(_: &OutgoingMessage) -> Result<(), PublishError> { Ok(()) }
-//! async fn publish_message(exchange: &str, message: OutgoingMessage) -> Result<(), PublishError> {
-//!     let span = telemetry::publish_span_for(message.exchange.as_deref().unwrap_or(exchange), &message);
-//!     let result = send_and_confirm(&message).instrument(span.clone()).await;
-//!     if let Err(e) = &result {
-//!         telemetry::record_error(&span, "publish", &e.to_string());
-//!     }
-//!     result
-//! }
-//! ```
+//! relation. A batch publish (the relay's) is one span with `messaging.batch.message_count`
+//! and a link to each message's creation context, as the messaging conventions describe batch
+//! sends.
 
 mod health;
 pub mod metric;
@@ -59,13 +47,15 @@ mod propagation;
 mod spans;
 
 pub use health::{DEFAULT_MAX_RELAY_LAG, Health, HealthSource};
-pub use metric::{describe_metrics, record_outbox_stats, record_queue_depth};
+pub use metric::{
+    describe_metrics, record_outbox_stats, record_queue_consumers, record_queue_depth,
+};
 pub use propagation::{
     TraceParent, current_traceparent, link_traceparent, set_parent_from_traceparent, traceparent_of,
 };
 pub use spans::{
-    MESSAGING_SYSTEM, consume_destination, publish_destination, publish_span, publish_span_for,
-    record_error,
+    MESSAGING_SYSTEM, consume_destination, publish_batch_span, publish_destination, publish_span,
+    publish_span_for, record_error,
 };
 
 pub(crate) use propagation::creation_traceparent;

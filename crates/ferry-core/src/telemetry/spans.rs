@@ -118,6 +118,61 @@ pub fn publish_span_for(exchange: &str, message: &OutgoingMessage) -> Span {
     span
 }
 
+/// The `ferry.publish` span of a batch of messages published at once (the outbox relay's):
+/// `messaging.batch.message_count`, the destination when every message shares it (the
+/// exchange alone when only that is shared), and a link to each message's creation context.
+/// `exchange` is where messages that name none go.
+///
+/// ```
+/// use ferry_core::{OutgoingMessage, WireMessage, telemetry};
+/// let messages = vec![
+///     OutgoingMessage::new("orders.order.created", WireMessage::default()),
+///     OutgoingMessage::new("orders.order.cancelled", WireMessage::default()),
+/// ];
+/// let span = telemetry::publish_batch_span("myapp.events", &messages);
+/// ```
+pub fn publish_batch_span(exchange: &str, messages: &[OutgoingMessage]) -> Span {
+    fn exchange_of<'a>(m: &'a OutgoingMessage, default: &'a str) -> &'a str {
+        m.exchange.as_deref().unwrap_or(default)
+    }
+    let first = messages.first();
+    let first_exchange = first.map_or(exchange, |m| exchange_of(m, exchange));
+    let one_exchange = messages
+        .iter()
+        .all(|m| exchange_of(m, exchange) == first_exchange);
+    let routing_key = first.map_or("", |m| m.routing_key.as_str());
+    let one_routing_key = messages.iter().all(|m| m.routing_key == routing_key);
+    let destination = match (one_exchange, one_routing_key) {
+        (true, true) => Some(publish_destination(first_exchange, routing_key)),
+        (true, false) if !first_exchange.is_empty() => Some(first_exchange.to_owned()),
+        _ => None,
+    };
+    let span = tracing::info_span!(
+        "ferry.publish",
+        otel.name = %destination.as_deref().map_or_else(|| "publish".to_owned(), |d| format!("publish {d}")),
+        otel.kind = "client",
+        otel.status_code = Empty,
+        otel.status_description = Empty,
+        error.type = Empty,
+        messaging.system = MESSAGING_SYSTEM,
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.destination.name = Empty,
+        messaging.rabbitmq.destination.routing_key = Empty,
+        messaging.batch.message_count = messages.len(),
+    );
+    if let Some(destination) = &destination {
+        span.record("messaging.destination.name", destination.as_str());
+    }
+    if one_routing_key {
+        span.record("messaging.rabbitmq.destination.routing_key", routing_key);
+    }
+    for message in messages {
+        link_traceparent(&span, traceparent_of(&message.message));
+    }
+    span
+}
+
 /// Marks `span` (one of ferry's spans, or any span declaring `error.type`,
 /// `otel.status_code` and `otel.status_description`) as failed: `error.type` is a short class
 /// such as a fault kind (`handler`, `decode`) or a transport's error name.
@@ -217,25 +272,19 @@ pub(crate) fn handle_span(event_type: &str, attempt: u32) -> Span {
     )
 }
 
-/// The span of one relay batch; it links to every message's creation context.
-pub(crate) fn relay_batch_span(messages: &[&OutgoingMessage]) -> Span {
-    let span = tracing::info_span!(
+/// The span of one relay batch: the publish (its `ferry.publish` span a child) and the
+/// marks that follow it.
+pub(crate) fn relay_batch_span(claimed: usize) -> Span {
+    tracing::info_span!(
         "ferry.relay.batch",
-        otel.name = "publish",
-        otel.kind = "client",
+        otel.name = "relay",
+        otel.kind = "internal",
         otel.status_code = Empty,
         otel.status_description = Empty,
         error.type = Empty,
-        messaging.system = MESSAGING_SYSTEM,
-        messaging.operation.type = "send",
-        messaging.operation.name = "publish",
-        messaging.batch.message_count = messages.len(),
+        ferry.claimed = claimed,
         ferry.published = Empty,
         ferry.failed = Empty,
         ferry.released = Empty,
-    );
-    for message in messages {
-        link_traceparent(&span, traceparent_of(&message.message));
-    }
-    span
+    )
 }

@@ -22,8 +22,8 @@ use std::{
 use anyhow::Context;
 use async_trait::async_trait;
 use ferry::{
-    CancellationToken, ConsumerHandle, MessageContext, OutboxRelay, OutgoingMessage, PublishError,
-    Publisher, RelayOptions,
+    CancellationToken, ConsumerHandle, MessageContext, OutboxRelay, PublishBatch, PublishError,
+    PublishTransport, RelayOptions,
     postgres::{PgInbox, PgOutbox},
     rabbitmq::RabbitMq,
 };
@@ -172,15 +172,16 @@ struct Failpoint<P> {
 }
 
 #[async_trait]
-impl<P: Publisher> Publisher for Failpoint<P> {
-    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        self.inner.publish_message(message).await
+impl<P: PublishTransport> PublishTransport for Failpoint<P> {
+    fn source(&self) -> Option<&str> {
+        self.inner.source()
     }
 
-    async fn publish_messages(
-        &self,
-        messages: Vec<OutgoingMessage>,
-    ) -> Vec<Result<(), PublishError>> {
+    fn exchange(&self) -> Option<&str> {
+        self.inner.exchange()
+    }
+
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
         if let Some(limit) = self.hang_after {
             let batch = self.batches.fetch_add(1, Ordering::SeqCst) + 1;
             if batch >= limit {
@@ -190,7 +191,7 @@ impl<P: Publisher> Publisher for Failpoint<P> {
                 std::future::pending::<()>().await;
             }
         }
-        let results = self.inner.publish_messages(messages).await;
+        let results = self.inner.send(batch).await;
         let confirmed = results.iter().filter(|r| r.is_ok()).count();
         if let Some(limit) = self.stop_after {
             if confirmed > 0 && self.confirmed_batches.fetch_add(1, Ordering::SeqCst) + 1 == limit {

@@ -43,6 +43,9 @@ pub struct CaseSpec {
     pub transactional: bool,
     /// Extra environment for the first consumer process only.
     pub first_consumer_env: Vec<(&'static str, String)>,
+    /// The fault only makes the broker stop answering (a partition, a memory alarm): not the
+    /// rows' fault, so no outbox row may have an attempt counted.
+    pub costs_no_attempts: bool,
 }
 
 impl CaseSpec {
@@ -66,6 +69,7 @@ impl CaseSpec {
             first_relay_env: Vec::new(),
             transactional: false,
             first_consumer_env: Vec::new(),
+            costs_no_attempts: false,
         }
     }
 }
@@ -220,7 +224,8 @@ impl Case {
 
     /// Waits until every event is added and applied and the outbox is drained, stops the
     /// workers, measures, reports, cleans up, and asserts: nothing lost, nothing applied twice,
-    /// nothing dead-lettered.
+    /// nothing dead-lettered (and, for a broker that only stopped answering, no outbox row with
+    /// an attempt counted).
     pub async fn finish(mut self) -> CaseResult {
         let producer = self.producer.take().expect("the producer");
         let (produced, producing) = tokio::time::timeout(Duration::from_secs(240), producer)
@@ -273,6 +278,7 @@ impl Case {
             && result.strangers == 0
             && result.dead_lettered == 0
             && result.unpublished == 0
+            && (!self.spec.costs_no_attempts || result.publish_attempts_failed == 0)
             && result.events >= self.spec.events as i64;
         result.publish();
         self.pool.close().await;
@@ -298,6 +304,12 @@ impl Case {
             0,
             "follow-ups emitted twice: {result:#?}"
         );
+        if self.spec.costs_no_attempts {
+            assert_eq!(
+                result.publish_attempts_failed, 0,
+                "a broker that stops answering raised outbox rows' attempts: {result:#?}"
+            );
+        }
         result
     }
 

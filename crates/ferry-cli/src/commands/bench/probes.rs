@@ -1,5 +1,5 @@
-//! Probes: ferry's [`OutboxStore`], [`Publisher`] and [`Inbox`] wrapped so each call is timed,
-//! for the report to say where ferry's time goes. A probe adds two clock reads and three
+//! Probes: ferry's [`OutboxStore`], [`PublishTransport`] and [`Inbox`] wrapped so each call is
+//! timed, for the report to say where ferry's time goes. A probe adds two clock reads and three
 //! atomic adds per call (per batch for the relay).
 
 use std::{
@@ -13,7 +13,7 @@ use std::{
 use async_trait::async_trait;
 use ferry::{
     Inbox, InboxError, OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStore,
-    OutgoingMessage, PublishError, Publisher,
+    PublishBatch, PublishError, PublishTransport,
 };
 
 use super::report::Breakdown;
@@ -166,25 +166,19 @@ impl<P> TimedPublisher<P> {
 }
 
 #[async_trait]
-impl<P: Publisher> Publisher for TimedPublisher<P> {
-    fn default_source(&self) -> Option<&str> {
-        self.inner.default_source()
+impl<P: PublishTransport> PublishTransport for TimedPublisher<P> {
+    fn source(&self) -> Option<&str> {
+        self.inner.source()
     }
 
-    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        let started = Instant::now();
-        let published = self.inner.publish_message(message).await;
-        self.probe.publish.add(started, 1);
-        published
+    fn exchange(&self) -> Option<&str> {
+        self.inner.exchange()
     }
 
-    async fn publish_messages(
-        &self,
-        messages: Vec<OutgoingMessage>,
-    ) -> Vec<Result<(), PublishError>> {
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
         let started = Instant::now();
-        let n = messages.len();
-        let results = self.inner.publish_messages(messages).await;
+        let n = batch.len();
+        let results = self.inner.send(batch).await;
         self.probe.publish.add(started, n);
         results
     }

@@ -13,7 +13,7 @@ use std::{
 
 use async_trait::async_trait;
 use ferry::{
-    CancellationToken, OutboxRelay, OutgoingMessage, PublishError, PublishOptions, Publisher,
+    CancellationToken, OutboxRelay, PublishBatch, PublishError, PublishOptions, PublishTransport,
     RelayOptions, postgres::PgOutbox,
 };
 use futures::{StreamExt, stream::FuturesUnordered};
@@ -94,37 +94,19 @@ impl<P> ConfirmClock<P> {
 }
 
 #[async_trait]
-impl<P: Publisher> Publisher for ConfirmClock<P> {
-    fn default_source(&self) -> Option<&str> {
-        self.inner.default_source()
+impl<P: PublishTransport> PublishTransport for ConfirmClock<P> {
+    fn source(&self) -> Option<&str> {
+        self.inner.source()
     }
 
-    async fn publish_message(&self, message: OutgoingMessage) -> Result<(), PublishError> {
-        let id = message.id().to_owned();
-        let handed = Instant::now();
-        let published = self.inner.publish_message(message).await;
-        if published.is_ok() {
-            let now = Instant::now();
-            if let Ok(mut confirmed) = self.confirmed.lock() {
-                confirmed.insert(
-                    id,
-                    Sent {
-                        handed,
-                        confirmed: now,
-                    },
-                );
-            }
-        }
-        published
+    fn exchange(&self) -> Option<&str> {
+        self.inner.exchange()
     }
 
-    async fn publish_messages(
-        &self,
-        messages: Vec<OutgoingMessage>,
-    ) -> Vec<Result<(), PublishError>> {
-        let ids: Vec<String> = messages.iter().map(|m| m.id().to_owned()).collect();
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        let ids: Vec<String> = batch.messages().iter().map(|m| m.id().to_owned()).collect();
         let handed = Instant::now();
-        let results = self.inner.publish_messages(messages).await;
+        let results = self.inner.send(batch).await;
         let now = Instant::now();
         if let Ok(mut confirmed) = self.confirmed.lock() {
             for (id, result) in ids.into_iter().zip(&results) {
