@@ -37,7 +37,8 @@ impl Behavior for TracingBehavior {
         async move {
             let start = Instant::now();
             let result = next.run(request, ctx).await;
-            let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+            // Whole microseconds, so the log shows 0.011 rather than 0.011121000000000001.
+            let elapsed_ms = start.elapsed().as_micros() as f64 / 1000.0;
             match &result {
                 Ok(_) => tracing::debug!(elapsed_ms, "request handled"),
                 Err(error) => tracing::warn!(elapsed_ms, %error, "request failed"),
