@@ -255,6 +255,40 @@ impl RabbitMq {
         .await
     }
 
+    /// Deletes a consumer's queue and the retry queues its policy declares
+    /// (`<queue>.retry.<delay_ms>`), for tests and teardown; returns how many messages they
+    /// held. Queues that do not exist are skipped.
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use ferry_rabbitmq::RabbitMq;
+    /// # use ferry_core::RetryPolicy;
+    /// # async fn demo(bus: RabbitMq) -> Result<(), ferry_rabbitmq::RabbitMqError> {
+    /// let policy = RetryPolicy::exponential(3, Duration::from_secs(1));
+    /// bus.delete_consumer_queues("inventory.order-created", &policy).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn delete_consumer_queues(
+        &self,
+        queue: &str,
+        retry: &ferry_core::RetryPolicy,
+    ) -> Result<u32, RabbitMqError> {
+        let mut names = vec![queue.to_owned()];
+        names.extend(
+            consumer::distinct_delays(retry)
+                .into_iter()
+                .map(|delay| topology::QueueDecl::retry(queue, delay).name),
+        );
+        let mut messages = 0;
+        for name in names {
+            if self.queue_counts(&name).await.is_err() {
+                continue; // not there (or not reachable: the delete would say the same)
+            }
+            messages += self.delete_queue(&name).await?;
+        }
+        Ok(messages)
+    }
+
     /// Removes every ready message from a queue; returns how many. A queue that does not
     /// exist has nothing to purge: `Ok(0)`.
     pub async fn purge_queue(&self, queue: &str) -> Result<u32, RabbitMqError> {

@@ -159,13 +159,17 @@ impl Setup {
 
     async fn close(self) {
         self.relay.stop().await;
-        for queue in [
-            self.queue.clone(),
-            format!("{}.retry.100", self.queue),
-            self.dlq.clone(),
-        ] {
-            let _ = self.bus.delete_queue(&queue).await;
-        }
+        let retry = RetryPolicy::fixed(3, Duration::from_millis(100));
+        let deleted = self.bus.delete_consumer_queues(&self.queue, &retry).await;
+        deleted.expect("delete the consumer's queue and its retry queue");
+        assert!(
+            self.bus
+                .queue_counts(&format!("{}.retry.100", self.queue))
+                .await
+                .is_err(),
+            "the retry queue is gone"
+        );
+        let _ = self.bus.delete_queue(&self.dlq).await;
         self.bus.delete_exchange(&self.dlx).await.unwrap();
         self.bus.delete_exchange(&self.exchange).await.unwrap();
         self.bus.close().await;
