@@ -15,8 +15,9 @@
 use std::time::Duration;
 
 use ferry::{
-    CancellationToken, HandlerError, IntegrationEvent, OutboxRelay, PublishError, PublishOptions,
-    RetryPolicy,
+    CancellationToken, ConsumerHandle, HandlerError, IntegrationEvent, OutboxRelay, PublishError,
+    PublishOptions, RetryPolicy,
+    host::{Host, shutdown_signal},
     mediator::{
         Mediator, Request, RequestContext, RequestHandler, TracingBehavior, Validate,
         ValidationErrors,
@@ -179,13 +180,13 @@ pub fn build_mediator(
 
 // ## Outbox processor
 
-pub fn start_relay(
+pub fn outbox_relay(
     outbox: SqliteOutbox,
     publisher: RabbitMq,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<Result<(), ferry::RelayError>> {
+) -> OutboxRelay<SqliteOutbox, RabbitMq> {
     // Woken when rows are added; polls every second as a fallback; safe with many instances.
-    tokio::spawn(OutboxRelay::new(outbox, publisher).run(shutdown))
+    // The host below runs it (and stops it) with the consumers.
+    OutboxRelay::new(outbox, publisher)
 }
 
 // ## Consuming integration events: the consumer handler
@@ -272,6 +273,26 @@ pub async fn publish_with_routing_key(
     bus.publish_with(event, options).await
 }
 
+// ## Lifecycle
+
+/// One lifecycle for the consumers and the relay: `host.run(shutdown_signal())` runs them until
+/// Ctrl-C or SIGTERM, then stops them together: consumers first (their handlers finish), then
+/// the relay, all within the drain deadline; work still in flight then goes back to the broker,
+/// never lost.
+pub fn host(
+    bus: &RabbitMq,
+    outbox: SqliteOutbox,
+    inventory: ConsumerHandle,
+    dlq: ConsumerHandle,
+) -> Host {
+    Host::new()
+        .drain_deadline(Duration::from_secs(10))
+        .consumer("inventory", inventory)
+        .consumer("dead letters", dlq)
+        .relay("outbox", outbox_relay(outbox, bus.clone()))
+        .health_source(bus.clone()) // `host.health().report()`: each part, and the connection
+}
+
 // ## Running it
 
 #[tokio::main]
@@ -287,7 +308,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     sqlx::query("CREATE TABLE IF NOT EXISTS seed_reservations (order_id TEXT, product_id TEXT, quantity INTEGER)").execute(&pool).await?;
     let outbox = open_outbox(&pool).await?;
 
-    let shutdown = CancellationToken::new();
     let (handled_tx, mut handled) = mpsc::unbounded_channel();
     let dlq = start_dead_letter_consumer(&bus).await?;
     let inventory = start_inventory_consumer(
@@ -298,7 +318,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         },
     )
     .await?;
-    let relay = start_relay(outbox.clone(), bus.clone(), shutdown.clone());
+    let host = host(&bus, outbox.clone(), inventory, dlq);
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(host.run(shutdown.clone().cancelled_owned()));
 
     // Through the outbox (the recommended way) …
     let mediator = build_mediator(pool.clone(), outbox)?;
@@ -337,21 +359,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .await;
     assert!(invalid.is_err());
 
-    // Wait for both orders (another app's orders on the same queue are handled too).
+    // Wait for both orders (another app's orders on the same queue are handled too), or Ctrl-C.
     let mut pending = vec![first, second];
     let handled_orders = pending.join(" and ");
-    while !pending.is_empty() {
-        match tokio::time::timeout(Duration::from_secs(10), handled.recv()).await {
-            Ok(Some(order_id)) => pending.retain(|id| *id != order_id),
-            _ => return Err("the orders were not handled within 10 s".into()),
+    let wait = async {
+        while !pending.is_empty() {
+            match tokio::time::timeout(Duration::from_secs(10), handled.recv()).await {
+                Ok(Some(order_id)) => pending.retain(|id| *id != order_id),
+                _ => return Err("the orders were not handled within 10 s"),
+            }
         }
-    }
-    println!("handled orders {handled_orders}");
-
+        Ok(())
+    };
+    let outcome = tokio::select! {
+        done = wait => done.map(|()| true),
+        () = shutdown_signal() => Ok(false),
+    };
     shutdown.cancel();
-    inventory.shutdown().await;
-    dlq.shutdown().await;
-    relay.await??;
+    let stopped = running.await??;
+    if outcome? {
+        println!("handled orders {handled_orders}");
+    }
+    for part in stopped.abandoned() {
+        tracing::warn!(part = %part.name, "abandoned at the drain deadline");
+    }
     bus.close().await;
     pool.close().await;
     let _ = std::fs::remove_file(&file);

@@ -125,6 +125,35 @@ impl ConsumerHandle {
             tracing::error!(error = %e, "consumer task ended abnormally");
         }
     }
+
+    /// Stops like [`ConsumerHandle::shutdown`], but gives up after `deadline`: handlers still
+    /// running then are abandoned (their task is aborted; their deliveries, never acked, are
+    /// delivered again). Returns whether the consumer stopped in time.
+    pub async fn shutdown_within(self, deadline: std::time::Duration) -> bool {
+        self.shutdown_by(tokio::time::Instant::now() + deadline)
+            .await
+    }
+
+    /// [`ConsumerHandle::shutdown_within`] with an instant for the deadline (one deadline for
+    /// many parts).
+    pub async fn shutdown_by(self, deadline: tokio::time::Instant) -> bool {
+        self.cancel.cancel();
+        let mut task = self.task;
+        match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "consumer task ended abnormally");
+                true
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "consumer still busy at its drain deadline: abandoning its work in flight to redelivery"
+                );
+                task.abort();
+                false
+            }
+        }
+    }
 }
 
 /// A transport that can run consumers.

@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod event;
 pub mod fault;
 pub mod handler;
+pub mod host;
 pub mod inbox;
 pub mod mediator;
 pub mod memory;
