@@ -616,3 +616,59 @@ fn no_database_file_is_created_when_the_broker_is_down() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Ctrl-C stops the demo cleanly: it stops creating orders, stops its consumers and relay
+/// within their drain deadline, prints the summary so far and exits 1 with one line.
+#[test]
+fn ctrl_c_stops_the_run_cleanly_with_its_summary_so_far() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (url, dir) = sqlite_url("ferry-demo-ctrl-c");
+    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args([
+            "demo",
+            "--transport",
+            "memory",
+            "--events",
+            "10000000",
+            "--timeout-s",
+            "120",
+            "--json",
+            "--database-url",
+            &url,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    // The demo creates the file and its tables first: until then there is nothing to count.
+    let confirmed_so_far = || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(counts(&url))[1]
+        }))
+        .unwrap_or(0)
+    };
+    while !dir.join("demo.sqlite").exists() || confirmed_so_far() == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no order confirmed within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted with"), "{stderr}");
+    let s = printed_summary(&out);
+    let [orders, confirmed, ..] = rt.block_on(counts(&url));
+    assert!(orders > 0 && orders < 10_000_000, "{s}");
+    assert_eq!(n(&s, "orders_created"), orders, "{s}");
+    assert_eq!(n(&s, "orders_confirmed"), confirmed, "{s}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -122,9 +122,10 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
             outcome?
         }
     };
-    let (summary, timed_out) = match outcome {
-        scenario::Outcome::Finished(s) => (s, false),
-        scenario::Outcome::TimedOut(s) => (s, true),
+    let (summary, timed_out, interrupted) = match outcome {
+        scenario::Outcome::Finished(s) => (s, false, false),
+        scenario::Outcome::TimedOut(s) => (s, true, false),
+        scenario::Outcome::Interrupted(s) => (s, false, true),
     };
     if args.json {
         println!(
@@ -133,6 +134,13 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
         );
     } else {
         println!("{}", summary.render());
+    }
+    if interrupted {
+        return Err(CliError::Runtime(format!(
+            "interrupted with {} of {} orders settled; the rest stay on the broker and in the outbox",
+            summary.orders_confirmed + summary.dead_lettered.min(summary.orders_created),
+            args.events
+        )));
     }
     if timed_out {
         return Err(CliError::Timeout(format!(

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use ferry::{
     CancellationToken, ConsumerBuilder, ConsumerHandle, ConsumerHost, DeadLetterConsumerBuilder,
     MessageContext, OutboxRelay, Publisher, RelayOptions, RetryPolicy,
+    host::{Host, HostError, Stopped, shutdown_signal},
 };
 use futures::StreamExt;
 
@@ -59,6 +60,8 @@ pub enum Outcome {
     Finished(Summary),
     /// The timeout passed first; the summary so far.
     TimedOut(Summary),
+    /// Ctrl-C or SIGTERM came first; the summary so far.
+    Interrupted(Summary),
 }
 
 impl Config {
@@ -99,17 +102,21 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
         .await?;
     let shutdown = CancellationToken::new();
 
-    let consumers = start_consumers(&db, &bus, &config).await?;
     let relay_options = RelayOptions {
         batch_size: 200,
         poll_interval: Duration::from_millis(500),
         ..RelayOptions::default()
     };
-    let relay = tokio::spawn(
-        OutboxRelay::new(db.outbox(), bus.clone())
-            .with_options(relay_options)
-            .run(shutdown.clone()),
+    // One lifecycle for the consumers and the relay: stopped together, within a drain deadline.
+    let mut host = Host::new().drain_deadline(DRAIN_DEADLINE);
+    for (name, consumer) in start_consumers(&db, &bus, &config).await? {
+        host = host.consumer(name, consumer);
+    }
+    let host = host.relay(
+        "outbox relay",
+        OutboxRelay::new(db.outbox(), bus.clone()).with_options(relay_options),
     );
+    let mut running = tokio::spawn(host.run(shutdown.clone().cancelled_owned()));
 
     let started = Instant::now();
     let deadline = started + config.timeout;
@@ -137,6 +144,8 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
     };
 
     let mut timed_out = false;
+    let mut interrupted = false;
+    let mut signal = std::pin::pin!(shutdown_signal());
     let mut last = Progress::default();
     let mut creation_done = false;
     let mut creator = Some(creator);
@@ -152,7 +161,7 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
             };
             if let Some(e) = failure {
                 shutdown.cancel();
-                stop(consumers, relay).await;
+                stop(running).await;
                 return Err(e.context("creating orders"));
             }
             creation_done = true;
@@ -173,7 +182,22 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
             timed_out = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if running.is_finished() {
+            // A part stopped on its own (the host stopped the others): nothing will settle.
+            shutdown.cancel();
+            return match (&mut running).await {
+                Ok(Err(e)) => Err(anyhow::Error::from(e).context("the demo's consumers and relay")),
+                Ok(Ok(_)) => Err(anyhow::anyhow!("the demo's consumers and relay stopped")),
+                Err(e) => Err(anyhow::Error::from(e).context("the demo's host")),
+            };
+        }
+        tokio::select! {
+            () = &mut signal => {
+                interrupted = true;
+                break;
+            }
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
     }
     let elapsed = started.elapsed();
     // On a timeout orders may still be being created: stop that first, so the totals below
@@ -184,7 +208,7 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
     }
     view.finish(&last);
     shutdown.cancel();
-    stop(consumers, relay).await;
+    stop(running).await;
 
     let totals = db.totals().await?;
     let elapsed_s = elapsed.as_secs_f64();
@@ -204,24 +228,28 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
         ),
         latency_ms: Latency::from_samples(totals.latencies_ms),
     };
-    Ok(if timed_out {
+    Ok(if interrupted {
+        Outcome::Interrupted(summary)
+    } else if timed_out {
         Outcome::TimedOut(summary)
     } else {
         Outcome::Finished(summary)
     })
 }
 
-async fn stop(
-    consumers: Vec<ConsumerHandle>,
-    relay: tokio::task::JoinHandle<Result<(), ferry::RelayError>>,
-) {
-    for consumer in consumers {
-        consumer.shutdown().await;
-    }
-    match relay.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "relay failed"),
-        Err(e) => tracing::error!(error = %e, "relay task failed"),
+/// How long the consumers and the relay may take to stop; work still in flight then is left
+/// to the broker and the outbox, to be done by the next run.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+async fn stop(running: tokio::task::JoinHandle<Result<Stopped, HostError>>) {
+    match running.await {
+        Ok(Ok(stopped)) => {
+            for part in stopped.abandoned() {
+                tracing::warn!(part = %part.name, "still busy at the drain deadline; left to redelivery");
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "a part of the demo failed"),
+        Err(e) => tracing::error!(error = %e, "the demo's host task failed"),
     }
 }
 
@@ -229,12 +257,13 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
     db: &D,
     bus: &T,
     config: &Config,
-) -> anyhow::Result<Vec<ConsumerHandle>> {
+) -> anyhow::Result<Vec<(&'static str, ConsumerHandle)>> {
     let retry = config.retry_policy();
     let mut handles = Vec::new();
 
     let dlq_db = db.clone();
-    handles.push(
+    handles.push((
+        "dead letters",
         DeadLetterConsumerBuilder::new(bus, DEAD_LETTER_QUEUE)
             .exchange(DEAD_LETTER_EXCHANGE)
             .on_dead_letter(move |dead| {
@@ -243,9 +272,10 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
             })
             .start()
             .await?,
-    );
+    ));
 
-    handles.push(
+    handles.push((
+        "inventory",
         ConsumerBuilder::new(bus, INVENTORY_QUEUE)
             .bind("orders.order.created")
             .prefetch(10)
@@ -257,10 +287,11 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
             .handle_transactional(db.outbox(), db.reserve_handler(config.plan))
             .start()
             .await?,
-    );
+    ));
 
     let orders_db = db.clone();
-    handles.push(
+    handles.push((
+        "orders",
         ConsumerBuilder::new(bus, ORDERS_QUEUE)
             .bind("inventory.stock.reserved")
             .prefetch(10)
@@ -276,6 +307,6 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
             })
             .start()
             .await?,
-    );
+    ));
     Ok(handles)
 }
