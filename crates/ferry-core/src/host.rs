@@ -131,7 +131,6 @@ pub enum HostError {
 
 /// How [`Host::run`] ended: every part's last state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use]
 pub struct Stopped {
     /// The parts, in the order they were added.
     pub parts: Vec<PartReport>,

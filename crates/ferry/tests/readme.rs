@@ -9,24 +9,33 @@ fn squash(s: &str) -> String {
 fn readme_rust_blocks_are_compiled_examples() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    let examples: Vec<String> = ["examples/seed.rs", "examples/in_memory.rs"]
-        .iter()
-        .map(|p| squash(&std::fs::read_to_string(format!("{root}/{p}")).unwrap()))
-        .collect();
+    let examples: Vec<String> = [
+        "examples/seed.rs",
+        "examples/in_memory.rs",
+        "examples/postgres.rs",
+    ]
+    .iter()
+    .map(|p| squash(&std::fs::read_to_string(format!("{root}/{p}")).unwrap()))
+    .collect();
     let mut blocks = 0;
     let mut rest = readme.as_str();
     while let Some(start) = rest.find("```rust") {
         let body_start = start + rest[start..].find('\n').unwrap() + 1;
         let end = body_start + rest[body_start..].find("```").unwrap();
         let body = &rest[body_start..end];
-        // The first line names the example's section (scripts/sync-readme.py).
-        let body = body
-            .strip_prefix("// seed: ")
-            .map_or(body, |b| b.split_once('\n').map_or("", |(_, code)| code));
+        // The first line names the example's section (`// seed: …`, scripts/sync-readme.py).
+        let names_section = body
+            .split_once('\n')
+            .is_some_and(|(first, _)| first.starts_with("// ") && first.contains(": "));
+        let body = if names_section {
+            body.split_once('\n').map_or("", |(_, code)| code)
+        } else {
+            body
+        };
         let block = squash(body);
         assert!(
             examples.iter().any(|e| e.contains(&block)),
-            "this README block is not in examples/seed.rs or examples/in_memory.rs:\n{}",
+            "this README block is in no example (seed, in_memory, postgres):\n{}",
             &rest[body_start..end]
         );
         blocks += 1;
