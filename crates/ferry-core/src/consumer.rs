@@ -257,6 +257,15 @@ impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
         self
     }
 
+    /// Adds a layer around the handler (a [`Layer`](crate::pipeline::Layer), or an async fn
+    /// through [`layer_fn`](crate::pipeline::layer_fn)): it sees each decoded message and its
+    /// outcome, inside panic recovery, the spans and the immediate retries; the first added is
+    /// outermost. See [`crate::pipeline`] for the order and two examples.
+    pub fn layer(mut self, layer: impl crate::pipeline::Layer) -> Self {
+        self.spec.pipeline.add_layer(layer);
+        self
+    }
+
     /// Registers the handler for event type `E`.
     pub fn handle<E: IntegrationEvent>(mut self, handler: impl IntegrationEventHandler<E>) -> Self {
         if !self.spec.pipeline.add_handler::<E>(handler) {
