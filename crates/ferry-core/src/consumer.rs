@@ -95,17 +95,33 @@ impl ConsumerSpec {
     }
 }
 
-/// A running consumer: stop it with [`ConsumerHandle::shutdown`].
+/// A running consumer: stop it with [`ConsumerHandle::shutdown`] or
+/// [`ConsumerHandle::shutdown_within`].
 #[derive(Debug)]
 pub struct ConsumerHandle {
     cancel: CancellationToken,
+    abandon: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl ConsumerHandle {
     /// Wraps a consumer task and the token that stops it.
     pub fn new(cancel: CancellationToken, task: JoinHandle<()>) -> Self {
-        Self { cancel, task }
+        Self::with_abandon(cancel, CancellationToken::new(), task)
+    }
+
+    /// Wraps a consumer task, the token that stops it, and the token that tells it the drain
+    /// deadline has passed (it then abandons its in-flight work to redelivery).
+    pub fn with_abandon(
+        cancel: CancellationToken,
+        abandon: CancellationToken,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Self {
+            cancel,
+            abandon,
+            task,
+        }
     }
 
     /// The token that stops the consumer.
@@ -118,10 +134,30 @@ impl ConsumerHandle {
         self.task.is_finished()
     }
 
-    /// Stops taking deliveries, lets in-flight handlers finish and settle, then returns.
+    /// Stops taking deliveries, requeues those that arrived but did not start, lets in-flight
+    /// handlers finish and settle, then returns. There is no deadline: a handler that never
+    /// returns holds it (see [`ConsumerHandle::shutdown_within`]).
     pub async fn shutdown(self) {
         self.cancel.cancel();
         if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "consumer task ended abnormally");
+        }
+    }
+
+    /// As [`ConsumerHandle::shutdown`], but in-flight work still running after `deadline` is
+    /// abandoned: its tasks are aborted and their deliveries left unacked, so the broker (or
+    /// the in-memory bus) delivers them again. Nothing is lost; an abandoned handler may have
+    /// done part of its work, which the redelivery repeats (`docs/guarantees.md`).
+    pub async fn shutdown_within(mut self, deadline: std::time::Duration) {
+        self.cancel.cancel();
+        let joined = match tokio::time::timeout(deadline, &mut self.task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                self.abandon.cancel();
+                self.task.await
+            }
+        };
+        if let Err(e) = joined {
             tracing::error!(error = %e, "consumer task ended abnormally");
         }
     }
@@ -272,7 +308,7 @@ impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
     }
 }
 
-type DeadLetterFn =
+pub(crate) type DeadLetterFn =
     Arc<dyn Fn(DeadLetter) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
 
 /// Everything a transport needs to start a dead-letter consumer.
