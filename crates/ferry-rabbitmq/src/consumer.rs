@@ -72,11 +72,7 @@ struct Republisher {
 
 #[async_trait]
 impl Republish for Republisher {
-    async fn republish(
-        &self,
-        to: Destination<'_>,
-        message: WireMessage,
-    ) -> Result<(), PublishError> {
+    async fn republish(&self, to: Destination<'_>, copy: WireMessage) -> Result<(), PublishError> {
         let (exchange, routing_key) = match to {
             Destination::Exchange {
                 exchange,
@@ -97,7 +93,7 @@ impl Republish for Republisher {
             .publish_one(OutgoingMessage {
                 exchange: Some(exchange),
                 routing_key,
-                message,
+                message: copy,
             })
             .await;
         if let (Some(name), Err(PublishError::Unroutable { .. })) = (retry_queue, &result) {

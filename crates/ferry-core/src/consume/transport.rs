@@ -75,10 +75,6 @@ pub enum Destination<'a> {
 /// A confirmed republish: `Ok` only once the broker (or bus) has the copy.
 #[async_trait]
 pub trait Republish: Send + Sync + 'static {
-    /// Publishes `message` to `to`.
-    async fn republish(
-        &self,
-        to: Destination<'_>,
-        message: WireMessage,
-    ) -> Result<(), PublishError>;
+    /// Publishes `copy` to `to`.
+    async fn republish(&self, to: Destination<'_>, copy: WireMessage) -> Result<(), PublishError>;
 }

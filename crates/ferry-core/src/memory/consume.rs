@@ -108,17 +108,13 @@ impl Settle for Unacked {
 
 #[async_trait]
 impl Republish for MemoryBus {
-    async fn republish(
-        &self,
-        to: Destination<'_>,
-        message: WireMessage,
-    ) -> Result<(), PublishError> {
+    async fn republish(&self, to: Destination<'_>, copy: WireMessage) -> Result<(), PublishError> {
         match to {
             Destination::Exchange {
                 exchange,
                 routing_key,
             } => {
-                if self.route(exchange, routing_key, &message) == 0 {
+                if self.route(exchange, routing_key, &copy) == 0 {
                     return Err(PublishError::Unroutable {
                         exchange: exchange.to_owned(),
                         routing_key: routing_key.to_owned(),
@@ -135,7 +131,7 @@ impl Republish for MemoryBus {
                 }
                 let bus = self.clone();
                 let queue = queue.to_owned();
-                tokio::spawn(retry_after(bus, queue, delay, message));
+                tokio::spawn(retry_after(bus, queue, delay, copy));
                 Ok(())
             }
         }
