@@ -95,17 +95,37 @@ impl ConsumerSpec {
     }
 }
 
-/// A running consumer: stop it with [`ConsumerHandle::shutdown`].
+/// How long a consumer past its drain deadline has to hand its abandoned deliveries back
+/// before its task is aborted.
+const ABANDON_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A running consumer: stop it with [`ConsumerHandle::shutdown`] or
+/// [`ConsumerHandle::shutdown_within`].
 #[derive(Debug)]
 pub struct ConsumerHandle {
     cancel: CancellationToken,
+    abandon: CancellationToken,
     task: JoinHandle<()>,
 }
 
 impl ConsumerHandle {
     /// Wraps a consumer task and the token that stops it.
     pub fn new(cancel: CancellationToken, task: JoinHandle<()>) -> Self {
-        Self { cancel, task }
+        Self::with_abandon(cancel, CancellationToken::new(), task)
+    }
+
+    /// Wraps a consumer task, the token that stops it, and the token that tells it the drain
+    /// deadline has passed (it then abandons its in-flight work to redelivery).
+    pub fn with_abandon(
+        cancel: CancellationToken,
+        abandon: CancellationToken,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Self {
+            cancel,
+            abandon,
+            task,
+        }
     }
 
     /// The token that stops the consumer.
@@ -118,7 +138,9 @@ impl ConsumerHandle {
         self.task.is_finished()
     }
 
-    /// Stops taking deliveries, lets in-flight handlers finish and settle, then returns.
+    /// Stops taking deliveries, requeues those that arrived but did not start, lets in-flight
+    /// handlers finish and settle, then returns. There is no deadline: a handler that never
+    /// returns holds it (see [`ConsumerHandle::shutdown_within`]).
     pub async fn shutdown(self) {
         self.cancel.cancel();
         if let Err(e) = self.task.await {
@@ -126,33 +148,41 @@ impl ConsumerHandle {
         }
     }
 
-    /// Stops like [`ConsumerHandle::shutdown`], but gives up after `deadline`: handlers still
-    /// running then are abandoned (their task is aborted; their deliveries, never acked, are
-    /// delivered again). Returns whether the consumer stopped in time.
+    /// Stops like [`ConsumerHandle::shutdown`], but in-flight work still running after
+    /// `deadline` is abandoned: its deliveries are left unacked (handed back on the in-memory
+    /// bus), so they are delivered again, and its tasks end. Nothing is lost; an abandoned
+    /// handler may have done part of its work, which the redelivery repeats
+    /// (`docs/guarantees.md`). Returns whether the consumer stopped in time.
     pub async fn shutdown_within(self, deadline: std::time::Duration) -> bool {
         self.shutdown_by(tokio::time::Instant::now() + deadline)
             .await
     }
 
     /// [`ConsumerHandle::shutdown_within`] with an instant for the deadline (one deadline for
-    /// many parts).
-    pub async fn shutdown_by(self, deadline: tokio::time::Instant) -> bool {
+    /// many parts, as the [`Host`](crate::host::Host) has).
+    pub async fn shutdown_by(mut self, deadline: tokio::time::Instant) -> bool {
         self.cancel.cancel();
-        let mut task = self.task;
-        match tokio::time::timeout_at(deadline, &mut task).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "consumer task ended abnormally");
-                true
-            }
+        let (joined, in_time) = match tokio::time::timeout_at(deadline, &mut self.task).await {
+            Ok(joined) => (joined, true),
             Err(_) => {
                 tracing::warn!(
                     "consumer still busy at its drain deadline: abandoning its work in flight to redelivery"
                 );
-                task.abort();
-                false
+                self.abandon.cancel();
+                // The loop hands the abandoned deliveries back; bounded, should the transport hang.
+                match tokio::time::timeout(ABANDON_GRACE, &mut self.task).await {
+                    Ok(joined) => (joined, false),
+                    Err(_) => {
+                        self.task.abort();
+                        return false;
+                    }
+                }
             }
+        };
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "consumer task ended abnormally");
         }
+        in_time
     }
 }
 
@@ -310,7 +340,7 @@ impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
     }
 }
 
-type DeadLetterFn =
+pub(crate) type DeadLetterFn =
     Arc<dyn Fn(DeadLetter) -> BoxFuture<'static, Result<(), HandlerError>> + Send + Sync>;
 
 /// Everything a transport needs to start a dead-letter consumer.

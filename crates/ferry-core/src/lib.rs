@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod codec;
+pub mod consume;
 pub mod consumer;
 pub mod envelope;
 pub mod event;

@@ -94,4 +94,29 @@ impl RetryPolicy {
         };
         Some(delay.min(self.max_delay))
     }
+
+    /// The distinct delays the policy can ask for, in order (a transport declares one retry
+    /// queue for each; at most 64).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ferry_core::RetryPolicy;
+    /// let policy = RetryPolicy::exponential(4, Duration::from_secs(1)).max_delay(Duration::from_secs(2));
+    /// assert_eq!(policy.distinct_delays(), [Duration::from_secs(1), Duration::from_secs(2)]);
+    /// ```
+    pub fn distinct_delays(&self) -> Vec<Duration> {
+        let mut delays: Vec<Duration> = Vec::new();
+        for attempt in 2..=self.max_retry_attempts.saturating_add(1) {
+            let Some(delay) = self.delay_for(attempt) else {
+                break;
+            };
+            if !delays.contains(&delay) {
+                delays.push(delay);
+            }
+            if delay >= self.max_delay || delays.len() >= 64 {
+                break;
+            }
+        }
+        delays
+    }
 }

@@ -157,6 +157,9 @@ async fn the_pipeline_counts_outcomes_retries_dead_letters_and_duplicates() {
     let queue = format!("metrics.{}", uuid::Uuid::new_v4().simple());
     let q = queue.as_str();
     let bus = MemoryBus::new("myapp.events");
+    // Somewhere for the dead letters to go: one that cannot be delivered is requeued, and
+    // would be processed (and counted) again.
+    bus.bind("myapp.dlx", "#", "myapp.dlq").unwrap();
     let failed_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let consumer = bus
         .consumer(q)

@@ -295,6 +295,9 @@ async fn one_trace_spans_order_relay_inventory_and_orders() {
 async fn a_failing_handler_marks_its_spans_failed() {
     let (exporter, provider, _guard) = tracing_to_memory();
     let bus = MemoryBus::new(EXCHANGE);
+    // Somewhere for the dead letters to go: one that cannot be delivered is requeued, and
+    // would be processed (and counted) again.
+    bus.bind("myapp.dlx", "#", "myapp.dlq").unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let consumer = bus
         .consumer("inventory.order-created")

@@ -20,7 +20,7 @@ use ferry_core::{DeadLetter, Fault, OutgoingMessage, fault::headers};
 use crate::{
     RabbitMq, RabbitMqError,
     connection::with_timeout,
-    runner::close_channel,
+    session::close_channel,
     topology::{ObjectKind, inspect_queue, short},
     wire,
 };

@@ -82,8 +82,9 @@ mod error;
 mod options;
 mod publisher;
 mod redact;
-mod runner;
 mod sampling;
+mod session;
+mod stream;
 pub mod subscription;
 pub mod topology;
 pub mod wire;
@@ -275,7 +276,8 @@ impl RabbitMq {
     ) -> Result<u32, RabbitMqError> {
         let mut names = vec![queue.to_owned()];
         names.extend(
-            consumer::distinct_delays(retry)
+            retry
+                .distinct_delays()
                 .into_iter()
                 .map(|delay| topology::QueueDecl::retry(queue, delay).name),
         );
@@ -382,7 +384,7 @@ impl RabbitMq {
             .await?
             .map_err(|e| RabbitMqError::operation(what, &e))?;
         let result = f(channel.clone()).await;
-        runner::close_channel(&channel).await;
+        session::close_channel(&channel).await;
         result
     }
 }
@@ -414,7 +416,7 @@ impl ConsumerHost for RabbitMq {
         &self,
         spec: DeadLetterSpec,
     ) -> Result<ConsumerHandle, RabbitMqError> {
-        dead_letter::start(self, spec).await
+        consumer::start_dead_letters(self, spec).await
     }
 }
 

@@ -16,7 +16,7 @@ use ferry_core::WireMessage;
 use crate::{
     RabbitMq, RabbitMqError,
     connection::with_timeout,
-    runner::close_channel,
+    session::close_channel,
     topology::{ObjectKind, TopologyError, short},
     wire,
 };

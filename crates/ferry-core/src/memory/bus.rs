@@ -1,17 +1,16 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
 };
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio::sync::{Mutex as AsyncMutex, mpsc};
 
 use crate::{
-    BindingPattern, ConsumerBuilder, ConsumerHandle, ConsumerHost, ConsumerSpec, DeadLetter,
-    DeadLetterConsumerBuilder, DeadLetterSpec, Decision, Delivery, PublishBatch, PublishError,
+    BindingPattern, ConsumerBuilder, ConsumerHandle, ConsumerHost, ConsumerSpec,
+    DeadLetterConsumerBuilder, DeadLetterSpec, Delivery, PublishBatch, PublishError,
     PublishTransport, WireMessage,
+    consume::{ConsumerPlan, InvalidConsumer},
 };
 
 /// An in-memory transport error.
@@ -28,7 +27,13 @@ pub enum MemoryError {
     Poisoned,
 }
 
-type QueueReceiver = Arc<AsyncMutex<mpsc::UnboundedReceiver<Delivery>>>;
+impl From<InvalidConsumer> for MemoryError {
+    fn from(e: InvalidConsumer) -> Self {
+        MemoryError::Config(e.to_string())
+    }
+}
+
+pub(super) type QueueReceiver = Arc<AsyncMutex<mpsc::UnboundedReceiver<Delivery>>>;
 
 struct Queue {
     sender: mpsc::UnboundedSender<Delivery>,
@@ -154,7 +159,7 @@ impl MemoryBus {
     }
 
     /// Routes a message; the number of queues it reached.
-    fn route(&self, exchange: &str, routing_key: &str, message: &WireMessage) -> usize {
+    pub(super) fn route(&self, exchange: &str, routing_key: &str, message: &WireMessage) -> usize {
         let Ok(state) = self.lock() else { return 0 };
         let delivery = |exchange: &str| Delivery {
             message: message.clone(),
@@ -181,7 +186,22 @@ impl MemoryBus {
         reached
     }
 
-    fn receiver(&self, queue: &str) -> Result<QueueReceiver, MemoryError> {
+    /// Puts a delivery back on `queue` as it is, marked redelivered; whether the queue exists.
+    pub(super) fn requeue(&self, queue: &str, mut delivery: Delivery) -> bool {
+        delivery.redelivered = true;
+        let Ok(state) = self.lock() else { return false };
+        state
+            .queues
+            .get(queue)
+            .is_some_and(|q| q.sender.send(delivery).is_ok())
+    }
+
+    /// Whether `queue` exists.
+    pub(super) fn has_queue(&self, queue: &str) -> bool {
+        self.lock().is_ok_and(|s| s.queues.contains_key(queue))
+    }
+
+    pub(super) fn receiver(&self, queue: &str) -> Result<QueueReceiver, MemoryError> {
         self.declare_queue(queue)?;
         let state = self.lock()?;
         state
@@ -189,51 +209,6 @@ impl MemoryBus {
             .get(queue)
             .map(|q| Arc::clone(&q.receiver))
             .ok_or(MemoryError::Poisoned)
-    }
-
-    fn carry_out(
-        &self,
-        queue: &str,
-        dead_letter_exchange: Option<&str>,
-        delivery: Delivery,
-        decision: Decision,
-    ) {
-        match decision {
-            Decision::Ack | Decision::Duplicate => {}
-            Decision::Retry {
-                delay,
-                next_attempt,
-                ..
-            } => {
-                let copy = delivery.retry_copy(next_attempt);
-                let bus = self.clone();
-                let queue = queue.to_owned();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    if bus.route("", &queue, &copy) == 0 {
-                        tracing::error!(queue = %queue, "retry copy lost: the queue is gone");
-                    }
-                });
-            }
-            Decision::DeadLetter(fault) => {
-                let copy = delivery.dead_letter_copy(&fault);
-                let routing_key = fault
-                    .original_routing_key
-                    .clone()
-                    .unwrap_or_else(|| delivery.routing_key.clone());
-                match dead_letter_exchange {
-                    Some(dlx) if self.route(dlx, &routing_key, &copy) > 0 => {}
-                    Some(dlx) => tracing::error!(
-                        queue = %queue, dead_letter_exchange = %dlx, fault = %fault,
-                        "dead letter dropped: no queue is bound to the dead-letter exchange"
-                    ),
-                    None => tracing::error!(
-                        queue = %queue, fault = %fault,
-                        "dead letter dropped: the consumer has no dead-letter exchange"
-                    ),
-                }
-            }
-        }
     }
 }
 
@@ -266,87 +241,13 @@ impl ConsumerHost for MemoryBus {
     type Error = MemoryError;
 
     async fn start_consumer(&self, spec: ConsumerSpec) -> Result<ConsumerHandle, MemoryError> {
-        spec.validate().map_err(MemoryError::Config)?;
-        if spec.dead_letter_exchange.is_none() && !spec.auto_ack {
-            return Err(MemoryError::Config(format!(
-                "consumer `{}` has no dead-letter exchange: a message that fails for good would \
-                 be lost; set one with `.dead_letter(\"myapp.dlx\")`",
-                spec.queue
-            )));
-        }
-        self.declare_queue(&spec.queue)?;
-        for pattern in &spec.bindings {
-            self.bind(&self.inner.exchange, pattern, &spec.queue)?;
-        }
-        let receiver = self.receiver(&spec.queue)?;
-        let cancel = CancellationToken::new();
-        let mut pipeline = spec.pipeline.clone();
-        pipeline.set_cancellation(cancel.clone());
-        let pipeline = Arc::new(pipeline);
-        let permits = Arc::new(Semaphore::new(
-            spec.concurrency.min(usize::from(spec.prefetch)).max(1),
-        ));
-        let bus = self.clone();
-        let token = cancel.clone();
-        let task = tokio::spawn(async move {
-            let tracker = TaskTracker::new();
-            loop {
-                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else {
-                    break;
-                };
-                let next = tokio::select! {
-                    _ = token.cancelled() => None,
-                    d = async { receiver.lock().await.recv().await } => d,
-                };
-                let Some(delivery) = next else { break };
-                let pipeline = Arc::clone(&pipeline);
-                let bus = bus.clone();
-                let dlx = spec.dead_letter_exchange.clone();
-                tracker.spawn(async move {
-                    let decision = pipeline.process(&delivery).await;
-                    bus.carry_out(pipeline.queue(), dlx.as_deref(), delivery, decision);
-                    drop(permit);
-                });
-            }
-            tracker.close();
-            tracker.wait().await;
-        });
-        Ok(ConsumerHandle::new(cancel, task))
+        self.start(ConsumerPlan::events(spec, None)?)
     }
 
     async fn start_dead_letter_consumer(
         &self,
         spec: DeadLetterSpec,
     ) -> Result<ConsumerHandle, MemoryError> {
-        let Some(callback) = spec.on_dead_letter.clone() else {
-            return Err(MemoryError::Config(format!(
-                "dead-letter consumer `{}` has no on_dead_letter callback",
-                spec.queue
-            )));
-        };
-        self.bind(&spec.exchange, "#", &spec.queue)?;
-        let receiver = self.receiver(&spec.queue)?;
-        let cancel = CancellationToken::new();
-        let token = cancel.clone();
-        let bus = self.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = token.cancelled() => None,
-                    d = async { receiver.lock().await.recv().await } => d,
-                };
-                let Some(delivery) = next else { break };
-                let dead_letter = DeadLetter::from_message(
-                    delivery.message.clone(),
-                    delivery.routing_key.clone(),
-                );
-                if let Err(e) = callback(dead_letter).await {
-                    tracing::warn!(error = %e, queue = %spec.queue, "dead-letter callback failed; requeued");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    bus.route("", &spec.queue, &delivery.message);
-                }
-            }
-        });
-        Ok(ConsumerHandle::new(cancel, task))
+        self.start(ConsumerPlan::dead_letters(spec)?)
     }
 }

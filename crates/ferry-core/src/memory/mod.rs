@@ -6,6 +6,7 @@
 //! stores. Nothing survives the process.
 
 mod bus;
+mod consume;
 mod inbox;
 mod outbox;
 
