@@ -17,7 +17,7 @@ pub async fn connect(global: &Global, connect_timeout: Duration) -> Result<Rabbi
         CliError::Runtime(format!(
             "cannot reach RabbitMQ at {}: {}",
             redact_url(&global.amqp_url),
-            one_line(&e.to_string())
+            one_line(&e.report())
         ))
     })
 }

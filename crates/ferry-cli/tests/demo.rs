@@ -325,7 +325,7 @@ fn retries_and_duplicates_skipped_are_what_the_database_records() {
         let message = ferry::codec::encode_data(&envelope, body.into());
         ferry::Publisher::publish_message(
             &bus,
-            ferry::OutgoingMessage::new("orders.order.created", message),
+            ferry::plumbing::OutgoingMessage::new("orders.order.created", message),
         )
         .await
         .unwrap();
@@ -384,8 +384,8 @@ fn leftover_retry_copies_do_not_inflate_the_next_run() {
     let leftover = |id: &str, event_type: &str, body: String, queue: &str| {
         let envelope = ferry::Envelope::new(event_type).with_id(id);
         let mut message = ferry::codec::encode_data(&envelope, body.into_bytes().into());
-        message.set_header("ferry-attempt", ferry::HeaderValue::Int(2));
-        ferry::OutgoingMessage {
+        message.set_header("ferry-attempt", ferry::plumbing::HeaderValue::Int(2));
+        ferry::plumbing::OutgoingMessage {
             exchange: Some(String::new()),
             routing_key: format!("{queue}.retry.5000"),
             message,

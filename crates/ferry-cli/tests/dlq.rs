@@ -6,7 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::{bus, ferry_on, stdout_ok};
-use ferry::{Fault, FaultKind, OutgoingMessage, Publisher, WireMessage, rabbitmq::RabbitMq};
+use ferry::{
+    Fault, FaultKind, Publisher,
+    plumbing::{OutgoingMessage, WireMessage},
+    rabbitmq::RabbitMq,
+};
 use serde_json::Value;
 
 struct Queues {
@@ -43,7 +47,7 @@ fn dead_letter(id: &str, origin: &str) -> WireMessage {
     let envelope = ferry::Envelope::new("orders.order.created").with_id(id);
     let body = format!(r#"{{"orderId":"{id}"}}"#);
     let mut message = ferry::codec::encode_data(&envelope, body.into_bytes().into());
-    message.set_header("ferry-attempt", ferry::HeaderValue::Int(4));
+    message.set_header("ferry-attempt", ferry::plumbing::HeaderValue::Int(4));
     let mut fault = Fault::new(FaultKind::Handler, format!("stock service down for {id}"));
     fault.attempts = 4;
     fault.original_exchange = Some("myapp.events".into());

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-use ferry::{OutboxFailure, OutboxStore};
+use ferry::plumbing::{OutboxFailure, OutboxStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

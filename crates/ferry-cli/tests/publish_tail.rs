@@ -9,7 +9,10 @@ use std::{
 };
 
 use common::{amqp_url, bus, ferry_on, stdout_ok};
-use ferry::{OutgoingMessage, Publisher, WireMessage};
+use ferry::{
+    Publisher,
+    plumbing::{OutgoingMessage, WireMessage},
+};
 use serde_json::Value;
 
 /// The next message on a subscription, or a failure after a while.

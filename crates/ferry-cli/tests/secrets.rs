@@ -14,7 +14,8 @@ use std::{
 };
 
 use ferry::{
-    HandlerError, MessageContext, OutboxStore,
+    HandlerError, MessageContext,
+    plumbing::OutboxStore,
     rabbitmq::{RabbitMq, RabbitMqOptions},
 };
 use serde::{Deserialize, Serialize};
@@ -246,7 +247,7 @@ async fn library(scan: &mut Scan, user: &BrokerUser, exchange: &str) {
     // An unroutable publish is an error.
     let err = ferry::Publisher::publish_message(
         &bus,
-        ferry::OutgoingMessage::new(
+        ferry::plumbing::OutgoingMessage::new(
             "nobody.listens.here",
             ferry::codec::encode_data(&ferry::Envelope::new("a.b.c"), "{}".into()),
         ),

@@ -10,7 +10,7 @@
 //! the span or the count. ([`Publisher`] is sealed: every type that implements
 //! [`PublishTransport`] is a [`Publisher`], and nothing else is.)
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use async_trait::async_trait;
 use tracing::Instrument;
@@ -18,12 +18,13 @@ use tracing::Instrument;
 use crate::{Envelope, IntegrationEvent, MessageContext, OutgoingMessage, codec, telemetry};
 
 /// Why a publish failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// [`Unavailable`](PublishError::Unavailable) and [`Other`](PublishError::Other) carry a
+/// [`Reason`]: the words, and the error underneath them (the broker client's) as the
+/// [`source`](std::error::Error::source), which the message does not repeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishError {
     /// No queue is bound for the routing key (a mandatory message came back).
-    #[error(
-        "unroutable: no queue is bound to exchange `{exchange}` for routing key `{routing_key}`"
-    )]
     Unroutable {
         /// The exchange.
         exchange: String,
@@ -31,7 +32,6 @@ pub enum PublishError {
         routing_key: String,
     },
     /// The broker refused the message (a negative confirm).
-    #[error("the broker nacked message `{id}`")]
     Nacked {
         /// The message id.
         id: String,
@@ -40,7 +40,6 @@ pub enum PublishError {
     /// stopped answering (a network partition, a memory or disk alarm blocking the
     /// connection): like [`PublishError::Unavailable`], not the message's fault, so the outbox
     /// relay keeps such rows pending without counting an attempt.
-    #[error("no publisher confirm for message `{id}` within {timeout_ms} ms")]
     ConfirmTimeout {
         /// The message id.
         id: String,
@@ -50,14 +49,128 @@ pub enum PublishError {
     /// The broker cannot be reached, the channel is down, or the broker blocks publishing (a
     /// memory or disk alarm). Not the message's fault: the outbox relay keeps such rows
     /// pending without counting an attempt.
-    #[error("broker unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(Reason),
     /// The event could not be encoded.
-    #[error("cannot encode: {0}")]
     Encode(String),
     /// Something else the transport reports.
-    #[error("{0}")]
-    Other(String),
+    Other(Reason),
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Unroutable {
+                exchange,
+                routing_key,
+            } => write!(
+                f,
+                "unroutable: no queue is bound to exchange `{exchange}` for routing key `{routing_key}`"
+            ),
+            PublishError::Nacked { id } => write!(f, "the broker nacked message `{id}`"),
+            PublishError::ConfirmTimeout { id, timeout_ms } => write!(
+                f,
+                "no publisher confirm for message `{id}` within {timeout_ms} ms"
+            ),
+            PublishError::Unavailable(reason) => write!(f, "broker unavailable: {reason}"),
+            PublishError::Encode(what) => write!(f, "cannot encode: {what}"),
+            PublishError::Other(reason) => write!(f, "{reason}"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            PublishError::Unavailable(reason) | PublishError::Other(reason) => reason.source(),
+            _ => None,
+        }
+    }
+}
+
+/// What went wrong, in words, and the error underneath when there is one: the source of the
+/// [`PublishError`] that carries it. Two reasons are equal when their words are.
+///
+/// ```
+/// use std::error::Error as _;
+/// use ferry_core::publisher::{PublishError, Reason};
+///
+/// let io = std::io::Error::other("connection reset");
+/// let e = PublishError::Unavailable(Reason::caused_by("the channel closed", io));
+/// assert_eq!(e.to_string(), "broker unavailable: the channel closed");
+/// assert_eq!(e.source().unwrap().to_string(), "connection reset");
+/// assert_eq!(PublishError::Other("no route".into()).to_string(), "no route");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reason {
+    text: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Reason {
+    /// Words alone.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            source: None,
+        }
+    }
+
+    /// Words and the error underneath them.
+    pub fn caused_by(
+        text: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            text: text.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// The error underneath, if any.
+    pub fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl PartialEq for Reason {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Reason {}
+
+impl From<String> for Reason {
+    fn from(text: String) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<&str> for Reason {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+/// An error and its sources, each after a colon (`publish failed: broker unavailable: …`), for
+/// where one line must say everything: a log field, an outbox row's `last_error`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
 }
 
 impl PublishError {

@@ -9,7 +9,7 @@ use std::{
 use async_trait::async_trait;
 use ferry_core::{
     Envelope, MessageContext, OutboxStore, OutgoingMessage, PublishBatch, PublishError,
-    PublishTransport, PublisherExt, codec,
+    PublishOptions, PublishTransport, PublisherExt, codec,
     mediator::{Mediator, Request, RequestContext, RequestHandler},
     memory::MemoryOutbox,
 };
@@ -246,7 +246,9 @@ async fn a_command_sent_from_an_event_handler_continues_the_events_conversation(
 #[test]
 fn envelope_for_builds_the_events_envelope() {
     let ctx = RequestContext::new().with_correlation_id("corr-e");
-    let envelope = ctx.envelope_for::<OrderCreated>();
+    let envelope = ctx
+        .publish_options::<PublishOptions>()
+        .envelope_for::<OrderCreated>(None);
     assert_eq!(envelope.event_type, "orders.order.created");
     assert_eq!(envelope.event_version, 1);
     assert_eq!(envelope.correlation_id.as_deref(), Some("corr-e"));

@@ -11,7 +11,8 @@ use std::{
 
 use async_trait::async_trait;
 use ferry::{
-    HandlerError, InboxError, OutboxError, OutgoingMessage,
+    HandlerError,
+    plumbing::{InboxError, OutboxError, OutgoingMessage},
     postgres::{OutboxTransaction, PgOutbox},
     transactional::{StoreTransaction, TransactionalHandler, TransactionalStore, TxContext},
 };

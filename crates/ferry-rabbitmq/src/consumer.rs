@@ -113,7 +113,11 @@ impl Republisher {
         let timeout = options.operation_timeout();
         let channel = match tokio::time::timeout(timeout, link.conn.create_channel()).await {
             Ok(Ok(channel)) => channel,
-            Ok(Err(e)) => return Err(PublishError::Unavailable(e.to_string())),
+            Ok(Err(e)) => {
+                return Err(PublishError::Unavailable(
+                    ferry_core::publisher::Reason::caused_by("cannot open a channel", e),
+                ));
+            }
             Err(_) => {
                 return Err(PublishError::Unavailable(
                     "opening a channel timed out".into(),
@@ -123,8 +127,13 @@ impl Republisher {
         let result = topology::declare_queue(&channel, decl, options.topology(), timeout).await;
         close_channel(&channel).await;
         result.map(|_| ()).map_err(|e| match e {
-            e if e.is_unavailable() => PublishError::Unavailable(e.to_string()),
-            e => PublishError::Other(e.to_string()),
+            e if e.is_unavailable() => PublishError::Unavailable(
+                ferry_core::publisher::Reason::caused_by("cannot declare a retry queue", e),
+            ),
+            e => PublishError::Other(ferry_core::publisher::Reason::caused_by(
+                "cannot declare a retry queue",
+                e,
+            )),
         })
     }
 }

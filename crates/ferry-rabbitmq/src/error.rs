@@ -73,13 +73,14 @@ pub enum RabbitMqError {
         /// The last error seen.
         reason: String,
     },
-    /// A broker operation failed.
-    #[error("RabbitMQ operation `{operation}` failed: {reason}")]
+    /// A broker operation failed; the broker's or client's error is the source.
+    #[error("RabbitMQ operation `{operation}` failed")]
     Operation {
         /// What ferry was doing.
         operation: String,
-        /// The broker's or client's error text.
-        reason: String,
+        /// The broker's or client's error.
+        #[source]
+        source: lapin::Error,
     },
     /// A broker operation did not finish in time.
     #[error("RabbitMQ operation `{operation}` took longer than {timeout_ms} ms")]
@@ -122,8 +123,14 @@ impl RabbitMqError {
     pub(crate) fn operation(operation: impl Into<String>, error: &lapin::Error) -> Self {
         RabbitMqError::Operation {
             operation: operation.into(),
-            reason: error.to_string(),
+            source: error.clone(),
         }
+    }
+
+    /// This error and its sources in one line (`RabbitMQ operation `purge queue `q`` failed:
+    /// …`), for a log field or a command's message.
+    pub fn report(&self) -> String {
+        ferry_core::publisher::error_chain(self)
     }
 }
 
@@ -203,7 +210,59 @@ pub(crate) fn soft_error(error: &lapin::Error) -> Option<(AMQPSoftError, String)
 
 #[cfg(test)]
 mod tests {
+    use std::error::Error as _;
+
     use super::*;
+
+    /// The lapin error at the end of `error`'s sources, if any.
+    fn lapin_source<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a lapin::Error> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<lapin::Error>() {
+                return Some(found);
+            }
+            next = e.source();
+        }
+        None
+    }
+
+    #[test]
+    fn a_failed_operation_keeps_lapins_error_as_its_source() {
+        let lapin_error = lapin::Error::from(lapin::ErrorKind::ChannelsLimitReached);
+        let e = RabbitMqError::operation("open a channel", &lapin_error);
+        assert_eq!(e.to_string(), "RabbitMQ operation `open a channel` failed");
+        let source = e.source().expect("a source");
+        assert_eq!(source.to_string(), lapin_error.to_string());
+        assert!(matches!(
+            lapin_source(&e).map(lapin::Error::kind),
+            Some(lapin::ErrorKind::ChannelsLimitReached)
+        ));
+        assert_eq!(
+            e.report(),
+            format!("RabbitMQ operation `open a channel` failed: {lapin_error}")
+        );
+    }
+
+    #[test]
+    fn a_failed_publish_keeps_lapins_error_as_its_source() {
+        let refused = lapin::Error::from(lapin::ErrorKind::ChannelsLimitReached);
+        let e = crate::publisher::map_lapin(&refused);
+        assert!(matches!(e, ferry_core::PublishError::Other(_)), "{e:?}");
+        assert!(!e.to_string().contains(&refused.to_string()), "{e}");
+        assert!(matches!(
+            lapin_source(&e).map(lapin::Error::kind),
+            Some(lapin::ErrorKind::ChannelsLimitReached)
+        ));
+
+        let io = std::io::Error::other("connection reset by peer");
+        let down = lapin::Error::from(lapin::ErrorKind::IOError(std::sync::Arc::new(io)));
+        let e = crate::publisher::map_lapin(&down);
+        assert!(e.is_unavailable(), "{e:?}");
+        assert!(matches!(
+            lapin_source(&e).map(lapin::Error::kind),
+            Some(lapin::ErrorKind::IOError(_))
+        ));
+    }
 
     #[test]
     fn tls_problems_say_what_is_wrong() {

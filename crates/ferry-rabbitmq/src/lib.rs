@@ -28,14 +28,14 @@
 //!     .prefetch(10)
 //!     .concurrency(4)
 //!     .retry(RetryPolicy::exponential(3, Duration::from_secs(1)))
-//!     .dead_letter("myapp.dlx")
+//!     .dead_letter("ferry.dlx")
 //!     .handle::<OrderCreated>(reserve)
 //!     .start()
 //!     .await?;
 //!
 //! let dead_letters = bus
-//!     .dead_letter_consumer("myapp.dlq")
-//!     .exchange("myapp.dlx")
+//!     .dead_letter_consumer("ferry.dlq")
+//!     .exchange("ferry.dlx")
 //!     .on_dead_letter(|dead| async move {
 //!         tracing::error!(fault = %dead.fault, id = ?dead.message_id(), "dead letter");
 //!         Ok(())
@@ -185,8 +185,8 @@ impl RabbitMq {
         ConsumerBuilder::new(self, queue)
     }
 
-    /// A dead-letter consumer of `queue` (bound with `#` to the dead-letter exchange, `myapp.dlx`
-    /// unless `.exchange(..)` says otherwise).
+    /// A dead-letter consumer of `queue` (bound with `#` to the builder's default dead-letter
+    /// exchange unless `.exchange(..)` names one).
     pub fn dead_letter_consumer(
         &self,
         queue: impl Into<String>,

@@ -10,7 +10,7 @@ use crate::{RabbitMqError, redact::redact_url};
 pub const DEFAULT_URL: &str = "amqp://guest:guest@localhost:5672/%2f";
 
 /// The events exchange used when none is given.
-pub const DEFAULT_EXCHANGE: &str = "myapp.events";
+pub const DEFAULT_EXCHANGE: &str = "ferry.events";
 
 /// How often a running consumer samples its queue's depth and consumers unless told
 /// otherwise ([`RabbitMqOptions::with_queue_sample_interval`]).
@@ -88,11 +88,11 @@ pub enum TopologyMode {
 /// use ferry_rabbitmq::{ExchangeKind, RabbitMqOptions};
 ///
 /// let options = RabbitMqOptions::new("amqp://app:s3cret@rabbit:5672/orders")
-///     .with_exchange("myapp.events")
+///     .with_exchange("orders.events")
 ///     .with_exchange_kind(ExchangeKind::Topic)
 ///     .with_connection_name("orders-service")
 ///     .with_confirm_timeout(Duration::from_secs(5));
-/// assert_eq!(options.exchange(), "myapp.events");
+/// assert_eq!(options.exchange(), "orders.events");
 /// assert!(!format!("{options:?}").contains("s3cret"));
 /// ```
 #[derive(Clone)]

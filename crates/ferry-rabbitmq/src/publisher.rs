@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use ferry_core::{OutgoingMessage, PublishError};
+use ferry_core::{OutgoingMessage, PublishError, publisher::Reason};
 use lapin::{
     BasicProperties, Channel, Confirmation, PublisherConfirm,
     message::BasicReturnMessage,
@@ -62,14 +62,21 @@ pub(crate) struct PublishContext<'a> {
 }
 
 fn unavailable(reason: impl std::fmt::Display) -> PublishError {
-    PublishError::Unavailable(reason.to_string())
+    PublishError::Unavailable(reason.to_string().into())
 }
 
-fn map_lapin(error: &lapin::Error) -> PublishError {
+/// A lapin error as a publish error that keeps it as its source.
+pub(crate) fn map_lapin(error: &lapin::Error) -> PublishError {
     if is_connection_error(error) {
-        unavailable(error)
+        PublishError::Unavailable(Reason::caused_by(
+            "the connection or channel is down",
+            error.clone(),
+        ))
     } else {
-        PublishError::Other(error.to_string())
+        PublishError::Other(Reason::caused_by(
+            "the broker refused the publish",
+            error.clone(),
+        ))
     }
 }
 
@@ -330,13 +337,16 @@ fn prepare(
     m: &OutgoingMessage,
 ) -> Result<(ShortString, ShortString, BasicProperties), PublishError> {
     let exchange_s = ShortString::try_new(exchange).map_err(|_| {
-        PublishError::Other(format!("exchange `{exchange}` is longer than 255 bytes"))
+        PublishError::Other(format!("exchange `{exchange}` is longer than 255 bytes").into())
     })?;
     let key = ShortString::try_new(m.routing_key.as_str()).map_err(|_| {
-        PublishError::Other(format!(
-            "routing key `{}…` is longer than 255 bytes",
-            m.routing_key.chars().take(40).collect::<String>()
-        ))
+        PublishError::Other(
+            format!(
+                "routing key `{}…` is longer than 255 bytes",
+                m.routing_key.chars().take(40).collect::<String>()
+            )
+            .into(),
+        )
     })?;
     let mut props =
         wire::to_amqp_properties(&m.message).map_err(|e| PublishError::Encode(e.to_string()))?;

@@ -4,9 +4,12 @@
 //! idempotent consumers, plugin-free delayed retries, dead-lettering with replay tools, and a
 //! Mediator for commands, queries and notifications.
 //!
-//! This crate is the facade: it re-exports [`ferry_core`] and, behind features, the adapters
-//! (`rabbitmq`, on by default; `postgres`; `sqlite`). [`prelude`] has what an application
-//! needs:
+//! This crate is the facade over ferry-core and, behind features, the adapters (`rabbitmq`, on
+//! by default; `postgres`; `sqlite`). [`prelude`] has what an application needs; the root has
+//! the application's types, and one module a concept ([`mediator`], [`memory`], [`outbox`],
+//! [`telemetry`], …). What transport and store authors implement is in [`plumbing`]; operator
+//! actions (counts, purges, deletions, the dead-letter queue, the outbox's failed rows) in
+//! [`admin`].
 //!
 //! ```
 //! use ferry::prelude::*;
@@ -25,8 +28,21 @@
 //! # assert_handler(on_created);
 //! ```
 
-pub use ferry_core::*;
 pub use ferry_macros::IntegrationEvent;
+
+// What an application names: events, handlers, publishing, consumers, the relay, the Mediator.
+pub use ferry_core::{
+    CancellationToken, ConsumerHandle, DeadLetter, Envelope, FailureKind, Fault, FaultKind,
+    HandlerError, IntegrationEvent, IntegrationEventHandler, Mediator, MediatorError,
+    MessageContext, OutboxRelay, PublishError, PublishOptions, Publisher, PublisherExt, RelayError,
+    RelayOptions, RequestContext, RetryPolicy, Upcaster,
+};
+
+// One module a concept, with everything in it.
+pub use ferry_core::{
+    codec, consume, consumer, envelope, event, fault, handler, host, inbox, mediator, memory,
+    outbox, pipeline, publisher, relay, retry, routing, telemetry, transactional, wire,
+};
 
 #[cfg(feature = "rabbitmq")]
 #[doc(inline)]
@@ -39,6 +55,37 @@ pub use ferry_postgres as postgres;
 #[cfg(feature = "sqlite")]
 #[doc(inline)]
 pub use ferry_sqlite as sqlite;
+
+/// For those who write a transport or a store, not for applications: what a transport
+/// implements (publishing a batch, hosting consumers), what it is handed (the consumer's spec,
+/// deliveries, the pipeline's decisions, the message on the wire), and what an outbox store and
+/// an inbox implement.
+pub mod plumbing {
+    pub use ferry_core::{
+        BindingPattern, ConsumerBuilder, ConsumerHost, ConsumerSpec, DeadLetterConsumerBuilder,
+        DeadLetterSpec, Decision, Delivery, HeaderValue, Headers, Inbox, InboxError, Limits,
+        OutboxError, OutboxFailure, OutboxMessage, OutboxRecord, OutboxRow, OutboxStats,
+        OutboxStatus, OutboxStore, OutgoingMessage, Pipeline, Properties, PublishBatch,
+        PublishTransport, QueueType, RelayBatch, RoutingError, RoutingKey, WireMessage,
+    };
+}
+
+/// Operator actions, for tools and tests rather than the message flow: the outbox's counts and
+/// row states, listing and retrying rows ([`RetryOutcome`](admin::RetryOutcome); the stores'
+/// `list`, `row`, `retry`, `retry_all_dead`, `cleanup` on `PgOutbox` and `SqliteOutbox`), and, with the `rabbitmq` feature, the broker's queue tools —
+/// [`RabbitMq::queue_counts`](admin::RabbitMq::queue_counts),
+/// [`purge_queue`](admin::RabbitMq::purge_queue),
+/// [`delete_queue`](admin::RabbitMq::delete_queue),
+/// [`delete_exchange`](admin::RabbitMq::delete_exchange),
+/// [`delete_consumer_queues`](admin::RabbitMq::delete_consumer_queues) — and the dead-letter
+/// queue's ([`DeadLetterQueue`](admin::DeadLetterQueue): list, replay, purge).
+pub mod admin {
+    pub use ferry_core::outbox::RetryOutcome;
+    pub use ferry_core::{OutboxStats, OutboxStatus};
+
+    #[cfg(feature = "rabbitmq")]
+    pub use ferry_rabbitmq::{DeadLetterQueue, DlqSelection, RabbitMq, ReplayReport};
+}
 
 /// What an application needs, in one `use ferry::prelude::*;`: events and their derive,
 /// handlers and their context, publishing, consumers' retry policy, the outbox relay, the
@@ -53,6 +100,7 @@ pub mod prelude {
             Mediator, Notification, NotificationHandler, Request, RequestContext, RequestHandler,
             Validate, ValidationErrors,
         },
+        host::{Host, shutdown_signal},
         transactional::{TransactionalHandler, TxContext},
     };
     pub use ferry_macros::IntegrationEvent;

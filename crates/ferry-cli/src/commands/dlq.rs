@@ -137,7 +137,7 @@ pub async fn run(global: &Global, args: DlqArgs) -> CliResult {
 }
 
 async fn execute(bus: &ferry::rabbitmq::RabbitMq, command: DlqCommand) -> CliResult {
-    let runtime = |e: ferry::rabbitmq::RabbitMqError| CliError::Runtime(e.to_string());
+    let runtime = |e: ferry::rabbitmq::RabbitMqError| CliError::Runtime(e.report());
     match command {
         DlqCommand::List(s) => {
             let tools = bus.dead_letter_queue(s.queue.as_str());

@@ -4,7 +4,10 @@
 
 use std::{process::ExitCode, str::FromStr, time::Duration};
 
-use ferry::{OutboxError, OutboxStats, OutboxStatus, OutboxStore};
+use ferry::{
+    admin::{OutboxStats, OutboxStatus},
+    plumbing::{OutboxError, OutboxStore},
+};
 use serde_json::json;
 
 use crate::{

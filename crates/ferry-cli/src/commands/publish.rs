@@ -3,8 +3,9 @@
 use std::{process::ExitCode, time::Duration};
 
 use ferry::{
-    Envelope, OutgoingMessage, PublishError, Publisher, RoutingKey, codec,
+    Envelope, PublishError, Publisher, codec,
     event::validate_event_name,
+    plumbing::{OutgoingMessage, RoutingKey},
 };
 
 use crate::{
@@ -51,7 +52,10 @@ pub async fn run(global: &Global, args: PublishArgs) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ PublishError::ConfirmTimeout { .. }) => Err(CliError::Timeout(e.to_string())),
-        Err(e) => Err(CliError::Runtime(format!("publish failed: {e}"))),
+        Err(e) => Err(CliError::Runtime(format!(
+            "publish failed: {}",
+            ferry::publisher::error_chain(&e)
+        ))),
     }
 }
 

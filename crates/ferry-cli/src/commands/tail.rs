@@ -6,7 +6,11 @@
 
 use std::{process::ExitCode, time::Duration};
 
-use ferry::{HeaderValue, Headers, WireMessage, codec, rabbitmq::Received};
+use ferry::{
+    codec,
+    plumbing::{HeaderValue, Headers, WireMessage},
+    rabbitmq::Received,
+};
 use serde_json::{Value, json};
 
 use crate::{
@@ -34,7 +38,7 @@ pub struct TailArgs {
 /// Runs `ferry tail`.
 pub async fn run(global: &Global, args: TailArgs) -> CliResult {
     for pattern in &args.bind {
-        ferry::BindingPattern::new(pattern.as_str())
+        ferry::plumbing::BindingPattern::new(pattern.as_str())
             .map_err(|e| CliError::Usage(format!("--bind: {e}")))?;
     }
     let timeout = match args.timeout_s {
@@ -53,7 +57,10 @@ pub async fn run(global: &Global, args: TailArgs) -> CliResult {
         Ok(s) => s,
         Err(e) => {
             bus.close().await;
-            return Err(CliError::Runtime(format!("cannot subscribe: {e}")));
+            return Err(CliError::Runtime(format!(
+                "cannot subscribe: {}",
+                e.report()
+            )));
         }
     };
     eprintln!(
@@ -87,7 +94,10 @@ pub async fn run(global: &Global, args: TailArgs) -> CliResult {
             }
             Some(None) => break Err(CliError::Runtime("the subscription ended".into())),
             Some(Some(Err(e))) => {
-                break Err(CliError::Runtime(format!("lost the subscription: {e}")));
+                break Err(CliError::Runtime(format!(
+                    "lost the subscription: {}",
+                    e.report()
+                )));
             }
             Some(Some(Ok(received))) => {
                 seen += 1;

@@ -3,7 +3,8 @@
 
 use async_trait::async_trait;
 use ferry::{
-    DeadLetter, HandlerError, MessageContext, OutboxStore, PublishOptions,
+    DeadLetter, HandlerError, MessageContext, PublishOptions,
+    plumbing::OutboxStore,
     transactional::{TransactionalHandler, TransactionalStore},
 };
 

@@ -2,38 +2,9 @@
 
 use serde::Serialize;
 
-/// Latency percentiles, order committed to order confirmed, in milliseconds.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Latency {
-    /// Median.
-    pub p50: f64,
-    /// 95th percentile.
-    pub p95: f64,
-    /// 99th percentile.
-    pub p99: f64,
-    /// Maximum.
-    pub max: f64,
-}
-
-impl Latency {
-    /// Percentiles of `samples` (milliseconds); zeros when there are none.
-    pub fn from_samples(mut samples: Vec<f64>) -> Self {
-        if samples.is_empty() {
-            return Self::default();
-        }
-        samples.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            let rank = (q * samples.len() as f64).ceil() as usize;
-            samples[rank.clamp(1, samples.len()) - 1]
-        };
-        Self {
-            p50: round3(at(0.50)),
-            p95: round3(at(0.95)),
-            p99: round3(at(0.99)),
-            max: round3(samples[samples.len() - 1]),
-        }
-    }
-}
+/// Latency percentiles, order committed to order confirmed, in milliseconds (the bench's
+/// statistics).
+pub use ferry_bench::stats::Latency;
 
 /// The summary `--json` prints (`docs/command.md`, the summary).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -65,7 +36,7 @@ pub struct Summary {
 
 /// Rounds to three decimals.
 pub fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
+    ferry_bench::stats::round_to(x, 3)
 }
 
 impl Summary {
@@ -97,17 +68,5 @@ impl Summary {
             self.latency_ms.p99,
             self.latency_ms.max,
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_by_nearest_rank() {
-        let l = Latency::from_samples((1..=100).map(f64::from).collect());
-        assert_eq!((l.p50, l.p95, l.p99, l.max), (50.0, 95.0, 99.0, 100.0));
-        assert_eq!(Latency::from_samples(vec![]), Latency::default());
     }
 }

@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ferry::{
-    CancellationToken, ConsumerBuilder, ConsumerHandle, ConsumerHost, DeadLetterConsumerBuilder,
-    MessageContext, OutboxRelay, Publisher, RelayOptions, RetryPolicy,
+    CancellationToken, ConsumerHandle, MessageContext, OutboxRelay, Publisher, RelayOptions,
+    RetryPolicy,
     host::{Host, HostError, Stopped, shutdown_signal},
+    plumbing::{ConsumerBuilder, ConsumerHost, DeadLetterConsumerBuilder},
 };
 use futures::StreamExt;
 
@@ -226,7 +227,7 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
             (totals.confirmed + totals.dead_letters.min(totals.orders)) as f64
                 / elapsed_s.max(1e-9),
         ),
-        latency_ms: Latency::from_samples(totals.latencies_ms),
+        latency_ms: Latency::from_millis(totals.latencies_ms),
     };
     Ok(if interrupted {
         Outcome::Interrupted(summary)

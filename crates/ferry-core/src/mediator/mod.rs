@@ -1,103 +1,82 @@
-//! The Mediator: commands, queries, stream requests and notifications, dispatched in process to
-//! their handlers, with behaviors (layers) around requests.
-//!
-//! In the style of axum and tower: a handler is an async fn (or a type implementing
-//! [`RequestHandler`]), a behavior is a layer around the next step ([`Behavior`],
-//! [`RequestBehavior`]), and everything is registered explicitly with [`Mediator::builder`],
-//! whose [`build`](MediatorBuilder::build) rejects a second handler for the same request.
-//!
-//! - **Requests** ([`Request`]): a command or query with a typed `Output`, one handler;
-//!   [`Mediator::send`] returns `Result<R::Output, MediatorError>`. A handler's own error is
-//!   carried in [`MediatorError::Handler`] and comes back typed through
-//!   [`MediatorError::handler_error`].
-//! - **Stream requests** ([`StreamRequest`]): one handler returns a `Stream`;
-//!   [`Mediator::stream`].
-//! - **Notifications** ([`Notification`]): in-process domain events for any number of handlers,
-//!   run [`Sequential`](PublishStrategy::Sequential)ly (stop at the first error),
-//!   [`SequentialContinueOnError`](PublishStrategy::SequentialContinueOnError) or in
-//!   [`Parallel`](PublishStrategy::Parallel) (errors gathered); [`Mediator::publish`].
-//! - **Context** ([`RequestContext`]): request id, correlation and causation ids, trace context
-//!   and cancellation; handlers receive it, and
-//!   [`publish_options`](RequestContext::publish_options) carries it into the envelope of the
-//!   integration events they publish or add to the outbox.
-//! - **Behaviors**, outermost first: [`TracingBehavior`], [`TimeoutBehavior`],
-//!   [`SlowRequestBehavior`], [`ValidationBehavior`] (with [`Validate`]), [`RetryBehavior`], or
-//!   your own.
+//! The Mediator (the ferry-mediator crate, usable on its own), joined to ferry's messaging:
+//! a handler's [`MessageContext`] and an [`Envelope`] are a request's [`Cause`]
+//! ([`RequestContext::caused_by`]), a request's [`Propagation`] makes the [`PublishOptions`] of
+//! the events its handler publishes ([`RequestContext::publish_options`]), and
+//! [`RetryBehavior`] retries a request with a consumer's [`RetryPolicy`](crate::RetryPolicy).
 //!
 //! ```
-//! use std::time::Duration;
-//! use ferry_core::mediator::{
-//!     Mediator, MediatorError, Request, RequestContext, TimeoutBehavior, TracingBehavior,
-//!     Validate, ValidationErrors,
-//! };
+//! use ferry_core::{PublishOptions, mediator::RequestContext};
 //!
-//! struct CreateOrder { customer_email: String, total_amount: u64 }
-//! #[derive(Debug, PartialEq)]
-//! struct OrderDto { id: u64, total_amount: u64 }
-//!
-//! impl Request for CreateOrder { type Output = OrderDto; }
-//! impl Validate for CreateOrder {
-//!     fn validate(&self) -> Result<(), ValidationErrors> {
-//!         let mut errors = ValidationErrors::new();
-//!         errors.ensure(self.customer_email.contains('@'), "customer_email", "must be an e-mail address");
-//!         errors.into_result()
-//!     }
-//! }
-//!
-//! #[derive(Debug, thiserror::Error)]
-//! #[error("the order total must be positive")]
-//! struct EmptyOrder;
-//!
-//! async fn create_order(cmd: CreateOrder, ctx: RequestContext) -> Result<OrderDto, EmptyOrder> {
-//!     if cmd.total_amount == 0 {
-//!         return Err(EmptyOrder);
-//!     }
-//!     tracing::info!(correlation_id = %ctx.correlation_id(), "creating order");
-//!     Ok(OrderDto { id: 1, total_amount: cmd.total_amount })
-//! }
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), MediatorError> {
-//! let mediator = Mediator::builder()
-//!     .behavior(TracingBehavior)
-//!     .behavior(TimeoutBehavior::new(Duration::from_secs(5)))
-//!     .validate::<CreateOrder>()
-//!     .command(create_order)
-//!     .build()?;
-//!
-//! let order = mediator.send(CreateOrder { customer_email: "a@example.com".into(), total_amount: 42 }).await?;
-//! assert_eq!(order, OrderDto { id: 1, total_amount: 42 });
-//!
-//! let err = mediator.send(CreateOrder { customer_email: "a@example.com".into(), total_amount: 0 }).await.unwrap_err();
-//! assert!(err.handler_error::<EmptyOrder>().is_some());
-//!
-//! let err = mediator.send(CreateOrder { customer_email: "nobody".into(), total_amount: 1 }).await.unwrap_err();
-//! assert!(err.validation_errors().is_some_and(|e| e.has("customer_email")));
-//! # Ok(()) }
+//! let ctx = RequestContext::new().with_correlation_id("c-42");
+//! let options: PublishOptions = ctx.publish_options();
+//! assert_eq!(options.correlation_id.as_deref(), Some("c-42"));
+//! assert_eq!(options.causation_id, Some(ctx.request_id().to_string()));
 //! ```
 
-mod behavior;
-mod behaviors;
-mod builder;
-mod context;
-mod dispatch;
-mod error;
-mod notification;
-mod request;
-mod stream;
-mod typemap;
+mod retry;
 
-pub use behavior::{
-    AnyOutput, AnyRequest, Behavior, BehaviorFn, Next, RequestBehavior, RequestNext, behavior_fn,
-};
-pub use behaviors::{
-    DEFAULT_SLOW_REQUEST_THRESHOLD, FieldError, RetryBehavior, SlowRequest, SlowRequestBehavior,
-    TimeoutBehavior, TracingBehavior, Validate, ValidationBehavior, ValidationErrors,
-};
-pub use builder::MediatorBuilder;
-pub use context::{RequestContext, RequestId};
-pub use dispatch::Mediator;
-pub use error::{BoxError, MediatorError, NotificationFailure};
-pub use notification::{Notification, NotificationHandler, PublishStrategy};
-pub use request::{Request, RequestHandler, RequestInfo, RequestKind};
-pub use stream::{ResponseStream, StreamHandler, StreamRequest};
+#[doc(inline)]
+pub use ferry_mediator::*;
+pub use retry::RetryBehavior;
+
+use crate::{Envelope, MessageContext, PublishOptions};
+
+impl Cause for MessageContext {
+    fn cause_id(&self) -> &str {
+        &self.envelope().id
+    }
+
+    fn correlation_id(&self) -> Option<&str> {
+        self.envelope().correlation_id.as_deref()
+    }
+
+    fn traceparent(&self) -> Option<&str> {
+        self.envelope().traceparent.as_deref()
+    }
+
+    fn cancellation(&self) -> Option<&CancellationToken> {
+        Some(MessageContext::cancellation(self))
+    }
+}
+
+impl Cause for Envelope {
+    fn cause_id(&self) -> &str {
+        &self.id
+    }
+
+    fn correlation_id(&self) -> Option<&str> {
+        self.correlation_id.as_deref()
+    }
+
+    fn traceparent(&self) -> Option<&str> {
+        self.traceparent.as_deref()
+    }
+}
+
+impl From<Propagation> for PublishOptions {
+    fn from(p: Propagation) -> Self {
+        PublishOptions {
+            correlation_id: Some(p.correlation_id),
+            causation_id: Some(p.causation_id),
+            traceparent: p.traceparent,
+            ..PublishOptions::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_an_envelope_the_event_is_the_cause() {
+        let event = Envelope::new("orders.order.created").with_correlation_id("c-7");
+        let ctx = RequestContext::from_envelope(&event);
+        assert_eq!(ctx.correlation_id(), "c-7");
+        assert_eq!(ctx.causation_id(), Some(event.id.as_str()));
+
+        let root = Envelope::new("orders.order.created");
+        let ctx = RequestContext::from_envelope(&root);
+        assert_eq!(ctx.correlation_id(), root.id);
+    }
+}

@@ -49,11 +49,9 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                     Ok(()) => published.push(id),
                     Err(e) if e.is_unavailable() => released.push(id),
                     Err(e) => {
-                        tracing::warn!(id = %id, error = %e, "outbox row failed to publish");
-                        failures.push(OutboxFailure {
-                            id,
-                            error: e.to_string(),
-                        });
+                        let error = crate::publisher::error_chain(&e);
+                        tracing::warn!(id = %id, error = %error, "outbox row failed to publish");
+                        failures.push(OutboxFailure { id, error });
                     }
                 }
             }

@@ -17,7 +17,7 @@ pub const DEFAULT_MAX_RELAY_LAG: Duration = Duration::from_secs(60);
 ///
 /// ```
 /// use ferry_core::{OutboxStats, memory::MemoryBus, telemetry::Health};
-/// let bus = MemoryBus::new("myapp.events");
+/// let bus = MemoryBus::new("ferry.events");
 /// let stats = OutboxStats { pending: 3, oldest_pending_age_s: Some(0.2), ..OutboxStats::default() };
 /// let health = Health::new().report(&bus).report(&stats);
 /// assert!(health.is_healthy());

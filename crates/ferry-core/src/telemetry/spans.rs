@@ -16,7 +16,7 @@ pub const MESSAGING_SYSTEM: &str = "rabbitmq";
 ///
 /// ```
 /// use ferry_core::telemetry::publish_destination;
-/// assert_eq!(publish_destination("myapp.events", "orders.order.created"), "myapp.events:orders.order.created");
+/// assert_eq!(publish_destination("ferry.events", "orders.order.created"), "ferry.events:orders.order.created");
 /// assert_eq!(publish_destination("", "q.retry.1000"), "q.retry.1000");
 /// assert_eq!(publish_destination("", ""), "amq.default");
 /// ```
@@ -35,8 +35,8 @@ pub fn publish_destination(exchange: &str, routing_key: &str) -> String {
 /// ```
 /// use ferry_core::telemetry::consume_destination;
 /// assert_eq!(
-///     consume_destination("myapp.events", "orders.order.created", "inventory.order-created"),
-///     "myapp.events:orders.order.created:inventory.order-created"
+///     consume_destination("ferry.events", "orders.order.created", "inventory.order-created"),
+///     "ferry.events:orders.order.created:inventory.order-created"
 /// );
 /// assert_eq!(consume_destination("", "q", "q"), "q");
 /// ```
@@ -60,7 +60,7 @@ pub fn consume_destination(exchange: &str, routing_key: &str, queue: &str) -> St
 /// use tracing::Instrument;
 /// # async fn send() {}
 /// # async fn demo() {
-/// let span = ferry_core::telemetry::publish_span("myapp.events", "orders.order.created", "0190-…", Some("c-1"));
+/// let span = ferry_core::telemetry::publish_span("ferry.events", "orders.order.created", "0190-…", Some("c-1"));
 /// send().instrument(span).await;
 /// # }
 /// ```
@@ -100,7 +100,7 @@ pub fn publish_span(
 /// ```
 /// use ferry_core::{OutgoingMessage, WireMessage, telemetry};
 /// let message = OutgoingMessage::new("orders.order.created", WireMessage::default());
-/// let exchange = message.exchange.as_deref().unwrap_or("myapp.events");
+/// let exchange = message.exchange.as_deref().unwrap_or("ferry.events");
 /// let span = telemetry::publish_span_for(exchange, &message);
 /// ```
 pub fn publish_span_for(exchange: &str, message: &OutgoingMessage) -> Span {
@@ -129,7 +129,7 @@ pub fn publish_span_for(exchange: &str, message: &OutgoingMessage) -> Span {
 ///     OutgoingMessage::new("orders.order.created", WireMessage::default()),
 ///     OutgoingMessage::new("orders.order.cancelled", WireMessage::default()),
 /// ];
-/// let span = telemetry::publish_batch_span("myapp.events", &messages);
+/// let span = telemetry::publish_batch_span("ferry.events", &messages);
 /// ```
 pub fn publish_batch_span(exchange: &str, messages: &[OutgoingMessage]) -> Span {
     fn exchange_of<'a>(m: &'a OutgoingMessage, default: &'a str) -> &'a str {

@@ -22,8 +22,8 @@ use std::{
 use anyhow::Context;
 use async_trait::async_trait;
 use ferry::{
-    CancellationToken, ConsumerHandle, MessageContext, OutboxRelay, PublishBatch, PublishError,
-    PublishTransport, RelayOptions,
+    CancellationToken, ConsumerHandle, MessageContext, OutboxRelay, PublishError, RelayOptions,
+    plumbing::{PublishBatch, PublishTransport},
     postgres::{PgInbox, PgOutbox},
     rabbitmq::RabbitMq,
 };
