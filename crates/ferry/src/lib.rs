@@ -34,11 +34,17 @@ pub use ferry_rabbitmq as rabbitmq;
 
 #[cfg(feature = "postgres")]
 #[doc(inline)]
-pub use ferry_postgres as postgres;
+pub use ferry_sql::postgres;
 
 #[cfg(feature = "sqlite")]
 #[doc(inline)]
-pub use ferry_sqlite as sqlite;
+pub use ferry_sql::sqlite;
+
+/// The SQL stores written once over their databases (`SqlOutbox<D>`, `SqlInbox<D>`), for code
+/// generic over the database.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[doc(inline)]
+pub use ferry_sql as sql;
 
 /// What an application needs, in one `use ferry::prelude::*;`: events and their derive,
 /// handlers and their context, publishing, consumers' retry policy, the outbox relay, the
@@ -57,10 +63,10 @@ pub mod prelude {
     };
     pub use ferry_macros::IntegrationEvent;
 
-    #[cfg(feature = "postgres")]
-    pub use ferry_postgres::{PgInbox, PgOutbox};
     #[cfg(feature = "rabbitmq")]
     pub use ferry_rabbitmq::{ExchangeKind, RabbitMq, RabbitMqOptions};
+    #[cfg(feature = "postgres")]
+    pub use ferry_sql::postgres::{PgInbox, PgOutbox};
     #[cfg(feature = "sqlite")]
-    pub use ferry_sqlite::{SqliteInbox, SqliteOutbox};
+    pub use ferry_sql::sqlite::{SqliteInbox, SqliteOutbox};
 }
