@@ -135,21 +135,23 @@ async fn main() -> ExitCode {
             },
         ],
     };
-    let mut tx = outbox.begin();
-    let event_id = match tx.add_with(
-        &order,
-        PublishOptions {
-            correlation_id: Some("checkout-1".into()),
-            ..PublishOptions::default()
-        },
-    ) {
+    let options = PublishOptions {
+        correlation_id: Some("checkout-1".into()),
+        ..PublishOptions::default()
+    };
+    let added = async {
+        let mut tx = outbox.begin().await?;
+        let event_id = tx.add_with(&order, options).await?;
+        tx.commit().await?;
+        Ok::<_, ferry::OutboxError>(event_id)
+    };
+    let event_id = match added.await {
         Ok(id) => id,
         Err(e) => {
             eprintln!("could not add the event to the outbox: {e}");
             return ExitCode::FAILURE;
         }
     };
-    tx.commit();
     eprintln!(
         "orders: order {} created, event {event_id} in the outbox",
         order.order_id
@@ -169,15 +171,13 @@ async fn main() -> ExitCode {
 
     // The same event again (a redelivery, a second relay …): the inbox skips it.
     if ok {
-        let mut tx = outbox.begin();
-        let duplicate = tx.add_with(
+        let duplicate = outbox.add_with(
             &order,
             PublishOptions {
                 id: Some(event_id.clone()),
                 ..PublishOptions::default()
             },
         );
-        tx.commit();
         if duplicate.is_ok() {
             tokio::time::sleep(Duration::from_millis(300)).await;
             eprintln!("inventory: duplicate of event {event_id} skipped by the inbox");

@@ -5,15 +5,45 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
-/// An inbox failure (the store could not be reached, …).
+use crate::outbox::StoreSource;
+
+/// An inbox failure (the store could not be reached, …): what failed, and the underlying
+/// error as the [`source`](std::error::Error::source), not repeated in the message.
 #[derive(Debug, thiserror::Error)]
-#[error("inbox: {0}")]
-pub struct InboxError(pub String);
+#[error("inbox: {context}")]
+pub struct InboxError {
+    context: String,
+    #[source]
+    source: Option<StoreSource>,
+}
+
+impl InboxError {
+    /// A failure with no underlying error.
+    pub fn new(context: impl Into<String>) -> Self {
+        Self {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by `source` (a driver's error).
+    pub fn with_source(context: impl Into<String>, source: impl Into<StoreSource>) -> Self {
+        Self {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What failed, without the source.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+}
 
 /// Remembers processed messages per consumer, keyed by (consumer, message id).
 ///
 /// The consumer pipeline checks it before calling the handler and records the message after
-/// the handler succeeded. Database inboxes (`ferry-postgres`, `ferry-sqlite`) also let a
+/// the handler succeeded. Database inboxes (`ferry-sql`'s `PgInbox`, `SqliteInbox`) also let a
 /// handler insert the inbox row in its own transaction, which makes the handler exactly-once
 /// in effect.
 #[async_trait]

@@ -14,8 +14,9 @@
 //! message in flight at once cannot both commit, since the inbox row's key is unique (the
 //! second waits for the first and finds it there, or runs if the first rolled back).
 //!
-//! Stores implement [`TransactionalStore`] (`ferry-postgres`'s `PgOutbox`, `ferry-sqlite`'s
-//! `SqliteOutbox`); the consumer builder's
+//! Stores implement [`TransactionalStore`] (`ferry-sql`'s `PgOutbox` and `SqliteOutbox`, and
+//! [`MemoryOutbox`](crate::memory::MemoryOutbox)), so a handler written against [`TxContext`]
+//! runs unchanged on each; the consumer builder's
 //! [`handle_transactional`](crate::ConsumerBuilder::handle_transactional) registers a
 //! [`TransactionalHandler`].
 

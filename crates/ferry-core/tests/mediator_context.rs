@@ -49,15 +49,16 @@ impl RequestHandler<CreateOrder> for CreateOrderWithOutbox {
 
     async fn handle(&self, cmd: CreateOrder, ctx: RequestContext) -> Result<OrderDto, Self::Error> {
         let id = "order-1".to_owned();
-        let mut tx = self.outbox.begin();
+        let mut tx = self.outbox.begin().await?;
         tx.add_with(
             &OrderCreated {
                 order_id: id.clone(),
                 total_amount: cmd.total_amount,
             },
             ctx.publish_options(),
-        )?;
-        tx.commit();
+        )
+        .await?;
+        tx.commit().await?;
         Ok(OrderDto {
             id,
             request_id: ctx.request_id().to_string(),

@@ -209,12 +209,15 @@ async fn relay_publishes_committed_events_once_and_rollback_nothing() {
         .await
         .unwrap();
 
-    let mut rolled_back = outbox.begin();
-    rolled_back.add(&OrderCreated { order_id: 1 }).unwrap();
-    rolled_back.rollback();
-    let mut committed = outbox.begin();
-    let id = committed.add(&OrderCreated { order_id: 2 }).unwrap();
-    committed.commit();
+    let mut rolled_back = outbox.begin().await.unwrap();
+    rolled_back
+        .add(&OrderCreated { order_id: 1 })
+        .await
+        .unwrap();
+    rolled_back.rollback().await.unwrap();
+    let mut committed = outbox.begin().await.unwrap();
+    let id = committed.add(&OrderCreated { order_id: 2 }).await.unwrap();
+    committed.commit().await.unwrap();
     // The same event id once more (a second relay publishing it again): the inbox absorbs it.
     outbox
         .add_with(

@@ -7,11 +7,15 @@
 //! - [`pg::TempDatabase`]: a throw-away PostgreSQL database.
 //! - [`amqp`]: the RabbitMQ URL to test against.
 //! - [`init_tracing`]: log output captured by the test harness.
+//! - `store_suite` (feature `store-suite`): the outbox and inbox suite, written once over the
+//!   database, that `ferry-sql` runs on PostgreSQL and SQLite.
 #![warn(missing_docs)]
 
 pub mod amqp;
 pub mod pg;
 mod proxy;
+#[cfg(feature = "store-suite")]
+pub mod store_suite;
 
 pub use proxy::{ProxyMode, TcpProxy};
 

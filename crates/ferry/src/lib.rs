@@ -50,11 +50,17 @@ pub use ferry_rabbitmq as rabbitmq;
 
 #[cfg(feature = "postgres")]
 #[doc(inline)]
-pub use ferry_postgres as postgres;
+pub use ferry_sql::postgres;
 
 #[cfg(feature = "sqlite")]
 #[doc(inline)]
-pub use ferry_sqlite as sqlite;
+pub use ferry_sql::sqlite;
+
+/// The SQL stores written once over their databases (`SqlOutbox<D>`, `SqlInbox<D>`), for code
+/// generic over the database.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+#[doc(inline)]
+pub use ferry_sql as sql;
 
 /// For those who write a transport or a store, not for applications: what a transport
 /// implements (publishing a batch, hosting consumers), what it is handed (the consumer's spec,
@@ -105,10 +111,10 @@ pub mod prelude {
     };
     pub use ferry_macros::IntegrationEvent;
 
-    #[cfg(feature = "postgres")]
-    pub use ferry_postgres::{PgInbox, PgOutbox};
     #[cfg(feature = "rabbitmq")]
     pub use ferry_rabbitmq::{ExchangeKind, RabbitMq, RabbitMqOptions};
+    #[cfg(feature = "postgres")]
+    pub use ferry_sql::postgres::{PgInbox, PgOutbox};
     #[cfg(feature = "sqlite")]
-    pub use ferry_sqlite::{SqliteInbox, SqliteOutbox};
+    pub use ferry_sql::sqlite::{SqliteInbox, SqliteOutbox};
 }

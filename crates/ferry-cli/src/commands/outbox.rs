@@ -144,13 +144,17 @@ struct Row {
 }
 
 fn runtime(e: OutboxError) -> CliError {
-    let text = e.to_string();
+    // The error, then its cause (the driver's error): one line, as before the error kept it.
+    let text = match std::error::Error::source(&e) {
+        Some(source) => format!("{e}: {source}"),
+        None => e.to_string(),
+    };
     if text.contains("ferry_outbox")
         && (text.contains("does not exist") || text.contains("no such table"))
     {
         return CliError::Runtime(
             "the database has no ferry_outbox table: ferry's migrations have not run on it \
-             (the application runs them with ferry_postgres::migrate / ferry_sqlite::migrate)"
+             (the application runs them with ferry::postgres::migrate / ferry::sqlite::migrate)"
                 .into(),
         );
     }

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use super::{MemoryInbox, MemoryOutboxTransaction};
 use crate::{
     IntegrationEvent, OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStatus,
     OutboxStore, OutgoingMessage, PublishOptions,
@@ -35,9 +36,13 @@ struct State {
 
 /// An in-memory outbox: the seed's `InMemoryIntegrationEventOutbox`, with transactions.
 ///
-/// Events added through a [`MemoryOutboxTransaction`] become visible to the relay only when it
-/// commits; a transaction dropped without commit adds nothing. Claims, leases, partition order,
-/// backoff and dead rows behave as in the database stores.
+/// Its transactions have the SQL outboxes' API ([`MemoryOutbox::begin`], then `add`,
+/// `insert_inbox`, `commit`), and it is a
+/// [`TransactionalStore`](crate::transactional::TransactionalStore): a transactional consumer
+/// and handler code written against [`TxContext`](crate::transactional::TxContext) run on it
+/// unchanged. Events added through a [`MemoryOutboxTransaction`] become visible to the relay
+/// only when it commits; a transaction dropped without commit adds nothing. Claims, leases,
+/// partition order, backoff and dead rows behave as in the database stores.
 ///
 /// ```
 /// # use serde::{Deserialize, Serialize};
@@ -45,17 +50,24 @@ struct State {
 /// # #[event(name = "orders.order.created")]
 /// # struct OrderCreated { order_id: String }
 /// use ferry_core::memory::MemoryOutbox;
+/// # async fn demo() -> Result<(), ferry_core::OutboxError> {
 /// let outbox = MemoryOutbox::new();
-/// let mut tx = outbox.begin();
-/// tx.add(&OrderCreated { order_id: "o-1".into() })?;
-/// tx.commit();
+/// let mut tx = outbox.begin().await?;
+/// tx.add(&OrderCreated { order_id: "o-1".into() }).await?;
+/// tx.commit().await?;
 /// assert_eq!(outbox.pending_count(), 1);
-/// # Ok::<(), ferry_core::OutboxError>(())
+///
+/// // Tests and tools may add at once, in a transaction of its own.
+/// outbox.add(&OrderCreated { order_id: "o-2".into() })?;
+/// assert_eq!(outbox.pending_count(), 2);
+/// # Ok(()) }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
 /// ```
 #[derive(Debug, Clone)]
 pub struct MemoryOutbox {
     state: Arc<Mutex<State>>,
     notify: Arc<Notify>,
+    inbox: MemoryInbox,
     max_attempts: u32,
     base_backoff: Duration,
     max_backoff: Duration,
@@ -66,6 +78,7 @@ impl Default for MemoryOutbox {
         Self {
             state: Arc::default(),
             notify: Arc::default(),
+            inbox: MemoryInbox::default(),
             max_attempts: 10,
             base_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(60),
@@ -92,12 +105,23 @@ impl MemoryOutbox {
         self
     }
 
-    /// Starts a transaction: adds become visible on [`MemoryOutboxTransaction::commit`].
-    pub fn begin(&self) -> MemoryOutboxTransaction {
-        MemoryOutboxTransaction {
-            outbox: self.clone(),
-            staged: Vec::new(),
-        }
+    /// Uses `inbox` for the inbox rows of its transactions (by default an inbox of its own):
+    /// give the consumer's [`MemoryInbox`] to see them there.
+    pub fn with_inbox(mut self, inbox: MemoryInbox) -> Self {
+        self.inbox = inbox;
+        self
+    }
+
+    /// The inbox its transactions insert into.
+    pub fn inbox(&self) -> &MemoryInbox {
+        &self.inbox
+    }
+
+    /// Begins a transaction: its events and inbox rows become visible when it commits (see
+    /// [`MemoryOutboxTransaction`]). The same call as on the SQL outboxes, which is why it is
+    /// `async` and returns a `Result`.
+    pub async fn begin(&self) -> Result<MemoryOutboxTransaction, OutboxError> {
+        Ok(MemoryOutboxTransaction::new(self.clone()))
     }
 
     /// Adds an event at once (a transaction of its own); returns its id.
@@ -111,9 +135,11 @@ impl MemoryOutbox {
         event: &E,
         options: PublishOptions,
     ) -> Result<String, OutboxError> {
-        let mut tx = self.begin();
-        let id = tx.add_with(event, options)?;
-        tx.commit();
+        let message = options
+            .message_for(event, None)
+            .map_err(|e| OutboxError::Encode(e.into()))?;
+        let id = message.id().to_owned();
+        self.insert(vec![(message, options.partition_key)])?;
         Ok(id)
     }
 
@@ -159,58 +185,20 @@ impl MemoryOutbox {
     fn lock(&self) -> Result<MutexGuard<'_, State>, OutboxError> {
         self.state
             .lock()
-            .map_err(|_| OutboxError::Database("the in-memory outbox lock was poisoned".into()))
+            .map_err(|_| OutboxError::database("the in-memory outbox lock was poisoned"))
     }
 
-    fn backoff(&self, attempts: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempts.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.base_backoff
-            .saturating_mul(factor)
-            .min(self.max_backoff)
-    }
-}
-
-/// Adds staged in memory until commit, like a database transaction.
-#[derive(Debug)]
-#[must_use = "a transaction adds nothing until it is committed"]
-pub struct MemoryOutboxTransaction {
-    outbox: MemoryOutbox,
-    staged: Vec<(OutgoingMessage, Option<String>)>,
-}
-
-impl MemoryOutboxTransaction {
-    /// Stages an event; returns its id.
-    pub fn add<E: IntegrationEvent>(&mut self, event: &E) -> Result<String, OutboxError> {
-        self.add_with(event, PublishOptions::default())
-    }
-
-    /// Stages an event with options; returns its id.
-    pub fn add_with<E: IntegrationEvent>(
-        &mut self,
-        event: &E,
-        options: PublishOptions,
-    ) -> Result<String, OutboxError> {
-        let message = options
-            .message_for(event, None)
-            .map_err(|e| OutboxError::Encode(e.to_string()))?;
-        let id = message.id().to_owned();
-        self.staged.push((message, options.partition_key));
-        Ok(id)
-    }
-
-    /// Makes the staged events visible to the relay, and wakes it.
-    pub fn commit(self) {
-        if self.staged.is_empty() {
-            return;
+    /// Makes committed rows visible to the relay, in order, and wakes it.
+    pub(super) fn insert(
+        &self,
+        rows: Vec<(OutgoingMessage, Option<String>)>,
+    ) -> Result<(), OutboxError> {
+        if rows.is_empty() {
+            return Ok(());
         }
-        let Ok(mut state) = self.outbox.lock() else {
-            tracing::error!("in-memory outbox lock poisoned; commit lost");
-            return;
-        };
+        let mut state = self.lock()?;
         let now = Instant::now();
-        for (message, partition_key) in self.staged {
+        for (message, partition_key) in rows {
             let seq = state.next_seq;
             state.next_seq += 1;
             state.rows.insert(
@@ -230,11 +218,18 @@ impl MemoryOutboxTransaction {
             );
         }
         drop(state);
-        self.outbox.notify.notify_one();
+        self.notify.notify_one();
+        Ok(())
     }
 
-    /// Discards the staged events (dropping the transaction does the same).
-    pub fn rollback(self) {}
+    fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 1u32
+            .checked_shl(attempts.saturating_sub(1))
+            .unwrap_or(u32::MAX);
+        self.base_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
 }
 
 #[async_trait]

@@ -15,18 +15,49 @@ mod record;
 pub use options::{MAX_ERROR_BYTES, OutboxOptions, RetryOutcome, report_dead, stored_error};
 pub use record::{OutboxRecord, OutboxRow, decode_message, encode_event};
 
-/// An outbox failure.
+/// An error kept as the source of a store error (a driver's error, a decoding error, …).
+pub type StoreSource = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An outbox failure. The underlying error, when there is one, is the
+/// [`source`](std::error::Error::source), not repeated in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
-    /// The database failed.
-    #[error("outbox database error: {0}")]
-    Database(String),
+    /// The database failed (the driver's error is the source).
+    #[error("outbox database error")]
+    Database(#[source] StoreSource),
+    /// A row with this id is already there: event ids must be unique.
+    #[error("an outbox row with id `{id}` already exists; event ids must be unique")]
+    DuplicateId {
+        /// The event id.
+        id: String,
+        /// The driver's error.
+        #[source]
+        source: StoreSource,
+    },
+    /// A stored row cannot be read back.
+    #[error("outbox row `{id}` has unreadable {what}")]
+    Unreadable {
+        /// The row's id.
+        id: String,
+        /// Which part of it (`properties`, `headers`, …).
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: StoreSource,
+    },
     /// The event could not be encoded.
-    #[error("cannot encode event for the outbox: {0}")]
-    Encode(String),
+    #[error("cannot encode event for the outbox")]
+    Encode(#[source] StoreSource),
     /// No row has that id.
     #[error("no outbox row with id `{0}`")]
     NotFound(String),
+}
+
+impl OutboxError {
+    /// A database failure caused by `source`.
+    pub fn database(source: impl Into<StoreSource>) -> Self {
+        OutboxError::Database(source.into())
+    }
 }
 
 /// A row's status.

@@ -127,8 +127,7 @@ pub fn encode_event<E: IntegrationEvent>(
     default_source: Option<&str>,
 ) -> Result<(OutgoingMessage, String, Option<String>), OutboxError> {
     let envelope = options.envelope_for::<E>(default_source);
-    let message =
-        codec::encode(event, &envelope).map_err(|e| OutboxError::Encode(e.to_string()))?;
+    let message = codec::encode(event, &envelope).map_err(|e| OutboxError::Encode(e.into()))?;
     let routing_key = options.routing_key.unwrap_or_else(|| E::NAME.to_owned());
     let mut outgoing = OutgoingMessage::new(routing_key, message);
     // The row's key is the envelope's id, whatever the codec wrote.
@@ -137,7 +136,7 @@ pub fn encode_event<E: IntegrationEvent>(
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<serde_json::Value, OutboxError> {
-    serde_json::to_value(value).map_err(|e| OutboxError::Encode(e.to_string()))
+    serde_json::to_value(value).map_err(|e| OutboxError::Encode(e.into()))
 }
 
 /// Rebuilds the message a row holds from its columns (what a store's claim reads); `id` names
@@ -150,12 +149,18 @@ pub fn decode_message(
     headers: serde_json::Value,
     body: Vec<u8>,
 ) -> Result<OutgoingMessage, OutboxError> {
-    let properties: Properties = serde_json::from_value(properties).map_err(|e| {
-        OutboxError::Database(format!("outbox row `{id}` has unreadable properties: {e}"))
-    })?;
-    let headers: Headers = serde_json::from_value(headers).map_err(|e| {
-        OutboxError::Database(format!("outbox row `{id}` has unreadable headers: {e}"))
-    })?;
+    let properties: Properties =
+        serde_json::from_value(properties).map_err(|e| OutboxError::Unreadable {
+            id: id.to_owned(),
+            what: "properties",
+            source: e.into(),
+        })?;
+    let headers: Headers =
+        serde_json::from_value(headers).map_err(|e| OutboxError::Unreadable {
+            id: id.to_owned(),
+            what: "headers",
+            source: e.into(),
+        })?;
     Ok(OutgoingMessage {
         exchange,
         routing_key,
@@ -176,7 +181,7 @@ impl FromStr for OutboxStatus {
             "pending" => Ok(OutboxStatus::Pending),
             "published" => Ok(OutboxStatus::Published),
             "dead" => Ok(OutboxStatus::Dead),
-            other => Err(OutboxError::Database(format!(
+            other => Err(OutboxError::database(format!(
                 "unknown outbox status `{other}`"
             ))),
         }

@@ -99,7 +99,12 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
             match self.store.mark_published(ids).await {
                 Ok(()) => return Ok(()),
                 Err(e) if started.elapsed() + pause < self.options.lease / 2 => {
-                    tracing::warn!(error = %e, rows = ids.len(), retry_ms = pause.as_millis() as u64, "could not mark confirmed rows published; trying again");
+                    tracing::warn!(
+                        error = &e as &dyn std::error::Error,
+                        rows = ids.len(),
+                        retry_ms = pause.as_millis() as u64,
+                        "could not mark confirmed rows published; trying again"
+                    );
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(self.options.max_backoff);
                 }

@@ -252,7 +252,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                             pipeline.start(self.relay_claimed(rows, claimed_at, publishing));
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "outbox relay claim failed");
+                            tracing::error!(error = &e as &dyn std::error::Error, backoff_ms = backoff.as_millis() as u64, "outbox relay claim failed");
                             pause = true;
                         }
                     }
@@ -315,7 +315,11 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         }
         let ids: Vec<String> = rows.into_iter().map(|r| r.id).collect();
         if let Err(e) = self.store.release(&ids).await {
-            tracing::warn!(error = %e, rows = ids.len(), "could not give back claimed rows; they return when their lease expires");
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                rows = ids.len(),
+                "could not give back claimed rows; they return when their lease expires"
+            );
         }
     }
 
@@ -349,7 +353,11 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
             }
             Ok(_) => false,
             Err(e) => {
-                tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "outbox relay batch failed");
+                tracing::error!(
+                    error = &e as &dyn std::error::Error,
+                    backoff_ms = backoff.as_millis() as u64,
+                    "outbox relay batch failed"
+                );
                 true
             }
         }
@@ -369,7 +377,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "removed published outbox rows past retention"),
             Err(e) => {
-                tracing::warn!(error = %e, "could not remove published outbox rows past retention")
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "could not remove published outbox rows past retention"
+                )
             }
         }
     }
@@ -377,7 +388,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
     async fn sample_stats(&self) {
         match self.store.stats().await {
             Ok(stats) => metric::record_outbox_stats(&stats),
-            Err(e) => tracing::debug!(error = %e, "could not sample outbox stats"),
+            Err(e) => tracing::debug!(
+                error = &e as &dyn std::error::Error,
+                "could not sample outbox stats"
+            ),
         }
     }
 }
