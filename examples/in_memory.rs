@@ -143,7 +143,7 @@ async fn main() -> ExitCode {
         let mut tx = outbox.begin().await?;
         let event_id = tx.add_with(&order, options).await?;
         tx.commit().await?;
-        Ok::<_, ferry::OutboxError>(event_id)
+        Ok::<_, ferry::outbox::OutboxError>(event_id)
     };
     let event_id = match added.await {
         Ok(id) => id,
