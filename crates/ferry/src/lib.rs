@@ -102,11 +102,11 @@ pub mod prelude {
         CancellationToken, ConsumerHandle, DeadLetter, Fault, FaultKind, HandlerError,
         IntegrationEvent, IntegrationEventHandler, MessageContext, OutboxRelay, PublishOptions,
         Publisher, PublisherExt, RelayOptions, RetryPolicy,
+        host::{Host, shutdown_signal},
         mediator::{
             Mediator, Notification, NotificationHandler, Request, RequestContext, RequestHandler,
             Validate, ValidationErrors,
         },
-        host::{Host, shutdown_signal},
         transactional::{TransactionalHandler, TxContext},
     };
     pub use ferry_macros::IntegrationEvent;

@@ -280,12 +280,15 @@ pub async fn every_fault_kind_is_dead_lettered_at_once_and_the_stream_goes_on<F:
     dlq.shutdown().await;
 }
 
+/// A dead-letter callback's call: the dead letter's id and when it came.
+type CallbackCall = (Option<String>, Instant);
+
 pub async fn a_dead_letter_callback_that_panics_or_fails_leaves_the_dead_letter_on_its_queue<
     F: Fixture,
 >() {
     let fx = F::new().await;
     let dlx = fx.exchange("behaviour.dlx");
-    let calls: Arc<Mutex<Vec<(Option<String>, Instant)>>> = Arc::default();
+    let calls: Arc<Mutex<Vec<CallbackCall>>> = Arc::default();
     let callback_calls = Arc::clone(&calls);
     let dlq =
         DeadLetterConsumerBuilder::new(fx.bus(), fx.queue("behaviour.dlq", &RetryPolicy::none()))
