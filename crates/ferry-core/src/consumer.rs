@@ -366,7 +366,7 @@ impl std::fmt::Debug for DeadLetterSpec {
     }
 }
 
-/// Builds a dead-letter consumer: `bus.dead_letter_consumer("myapp.dlq").exchange("myapp.dlx")
+/// Builds a dead-letter consumer: `bus.dead_letter_consumer("app.dlq").exchange("app.dlx")
 /// .on_dead_letter(f).start().await?`.
 #[must_use = "a consumer does nothing until `start` is awaited"]
 pub struct DeadLetterConsumerBuilder<'a, H: ?Sized> {
@@ -375,13 +375,13 @@ pub struct DeadLetterConsumerBuilder<'a, H: ?Sized> {
 }
 
 impl<'a, H: ConsumerHost + ?Sized> DeadLetterConsumerBuilder<'a, H> {
-    /// A builder for the dead-letter queue `queue`, bound to exchange `myapp.dlx` by default.
+    /// A builder for the dead-letter queue `queue`, bound to exchange `ferry.dlx` by default.
     pub fn new(host: &'a H, queue: impl Into<String>) -> Self {
         Self {
             host,
             spec: DeadLetterSpec {
                 queue: queue.into(),
-                exchange: "myapp.dlx".to_owned(),
+                exchange: "ferry.dlx".to_owned(),
                 prefetch: 10,
                 on_dead_letter: None,
             },

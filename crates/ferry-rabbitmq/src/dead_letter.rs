@@ -1,4 +1,4 @@
-//! The dead-letter consumer: `bus.dead_letter_consumer("myapp.dlq").on_dead_letter(f)`.
+//! The dead-letter consumer: `bus.dead_letter_consumer("app.dlq").on_dead_letter(f)`.
 //!
 //! Topology: the dead-letter exchange is a durable **topic** exchange, and the dead-letter
 //! queue is bound to it with `#`. Dead letters keep their original routing key (`docs/wire-format.md`),

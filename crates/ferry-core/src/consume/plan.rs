@@ -48,7 +48,7 @@ impl ConsumerPlan {
         if dead_letter_exchange.is_none() && !spec.auto_ack {
             return Err(InvalidConsumer(format!(
                 "consumer `{}` has no dead-letter exchange, so a message that fails for good \
-                 would be lost; add `.dead_letter(\"myapp.dlx\")` to the consumer, or give the \
+                 would be lost; add `.dead_letter(\"app.dlx\")` to the consumer, or give the \
                  transport a default (RabbitMqOptions::with_dead_letter_exchange)",
                 spec.queue
             )));

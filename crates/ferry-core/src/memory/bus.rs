@@ -70,11 +70,11 @@ struct Inner {
 /// }
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let bus = MemoryBus::new("myapp.events");
+/// let bus = MemoryBus::new("app.events");
 /// let consumer = bus
 ///     .consumer("inventory.order-created")
 ///     .bind("orders.order.created")
-///     .dead_letter("myapp.dlx")
+///     .dead_letter("app.dlx")
 ///     .handle::<OrderCreated>(on_created)
 ///     .start()
 ///     .await?;
