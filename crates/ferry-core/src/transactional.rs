@@ -160,6 +160,21 @@ impl<T: StoreTransaction> TxContext<T> {
 ///         Ok(())
 ///     }
 /// }
+///
+/// // Generic over the transaction, it runs unchanged on every store: here the in-memory one
+/// // (tests), in production a `PgOutbox` or `SqliteOutbox` in its place.
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use ferry_core::memory::{MemoryBus, MemoryOutbox};
+/// let bus = MemoryBus::new("app.events");
+/// let consumer = bus
+///     .consumer("inventory.order-created")
+///     .bind("orders.order.created")
+///     .dead_letter("app.dlx")
+///     .handle_transactional(MemoryOutbox::new(), ReserveStock)
+///     .start()
+///     .await?;
+/// consumer.shutdown().await;
+/// # Ok(()) }
 /// ```
 pub trait TransactionalHandler<E, T>: Send + Sync + 'static {
     /// Handles the event; ferry commits when this returns `Ok` and rolls back otherwise.

@@ -60,6 +60,7 @@ where
     let reserve = bus
         .consumer("inventory.order-placed")
         .bind(OrderPlaced::NAME)
+        .dead_letter("tests.dlx")
         .handle_transactional(store.clone(), Reserve { calls: calls_tx })
         .start()
         .await
@@ -68,6 +69,7 @@ where
     let follow_ups = bus
         .consumer("shipping.stock-reserved")
         .bind(StockReserved::NAME)
+        .dead_letter("tests.dlx")
         .handle::<StockReserved>(move |event: StockReserved, ctx: MessageContext| {
             let reserved_tx = reserved_tx.clone();
             async move {

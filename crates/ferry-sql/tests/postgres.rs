@@ -126,7 +126,7 @@ async fn an_outbox_transaction_hands_its_events_to_the_relay_on_the_same_outbox(
     assert_eq!(leased_to(&mut tx, &after).await, None);
     tx.rollback().await.unwrap();
     // The rolled-back event never existed.
-    let rows: i64 = sqlx::query_scalar("SELECT count::<B>(*) FROM ferry_outbox WHERE id = $1")
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ferry_outbox WHERE id = $1")
         .bind(&before)
         .fetch_one(&db.pool)
         .await

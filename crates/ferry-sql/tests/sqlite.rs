@@ -79,7 +79,7 @@ async fn two_outbox_transactions_that_read_then_write_take_turns_instead_of_fail
         let outbox = outbox.clone();
         tasks.push(tokio::spawn(async move {
             let mut tx = outbox.begin().await?;
-            let _: i64 = sqlx::query_scalar("SELECT count::<B>(*) FROM ferry_outbox")
+            let _: i64 = sqlx::query_scalar("SELECT count(*) FROM ferry_outbox")
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(ferry_core::OutboxError::database)?;
@@ -92,7 +92,7 @@ async fn two_outbox_transactions_that_read_then_write_take_turns_instead_of_fail
     for task in tasks {
         task.await.unwrap().unwrap();
     }
-    let rows: i64 = sqlx::query_scalar("SELECT count::<B>(*) FROM ferry_outbox")
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ferry_outbox")
         .fetch_one(&db.pool)
         .await
         .unwrap();

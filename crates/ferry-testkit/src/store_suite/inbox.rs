@@ -25,7 +25,7 @@ async fn create_reservations<B: Backend>(pool: &Pool<B>) {
 }
 
 async fn reservations<B: Backend>(pool: &Pool<B>) -> i64 {
-    count::<B>(pool, "SELECT count::<B>(*) FROM reservations", vec![]).await
+    count::<B>(pool, "SELECT count(*) FROM reservations", vec![]).await
 }
 
 fn delivery(id: &str) -> MessageContext {
@@ -147,7 +147,7 @@ pub async fn two_copies_at_the_same_moment_change_the_database_once<B: Backend>(
         assert_eq!(second, !commit_first);
         let rows = count::<B>(
             &db.pool,
-            "SELECT count::<B>(*) FROM reservations WHERE order_id = $1",
+            "SELECT count(*) FROM reservations WHERE order_id = $1",
             vec![(&id).into()],
         )
         .await;

@@ -53,7 +53,7 @@ pub async fn a_rolled_back_transaction_publishes_nothing_and_a_committed_one_exa
         status_of::<B>(&db.pool, &committed).await,
         ("published".into(), 0)
     );
-    let rows = count::<B>(&db.pool, "SELECT count::<B>(*) FROM ferry_outbox", vec![]).await;
+    let rows = count::<B>(&db.pool, "SELECT count(*) FROM ferry_outbox", vec![]).await;
     assert_eq!(rows, 1, "the rolled-back row must not exist");
     db.close().await;
 }
