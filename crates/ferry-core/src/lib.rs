@@ -1,7 +1,8 @@
 //! # ferry-core
 //!
 //! The model of ferry: [`IntegrationEvent`]s and their [`Envelope`], the CloudEvents
-//! [`codec`], the consumer [`Pipeline`] every transport runs, the [`OutboxRelay`], the
+//! [`codec`], the consumer [`Pipeline`] and the [`consume`] loop every transport runs, the
+//! [`OutboxRelay`], the
 //! [`mediator`], and the in-memory transport and stores in [`memory`].
 //!
 //! The core does no network or database I/O of its own: the RabbitMQ, PostgreSQL and SQLite
