@@ -2,8 +2,7 @@
 //!
 //! The model of ferry: [`IntegrationEvent`]s and their [`Envelope`], the CloudEvents
 //! [`codec`], the consumer [`Pipeline`] and the [`consume`] loop every transport runs, the
-//! [`OutboxRelay`], the
-//! [`mediator`], and the in-memory transport and stores in [`memory`].
+//! [`OutboxRelay`], the [`mediator`], and the in-memory transport and stores in [`memory`].
 //!
 //! The core does no network or database I/O of its own: the RabbitMQ, PostgreSQL and SQLite
 //! adapters live in their own crates and implement the traits defined here ([`PublishTransport`],
