@@ -186,6 +186,11 @@ impl<B: Backend> Setup<B> {
                 .is_err(),
             "the retry queue is gone"
         );
+        // A consumer started without `.retry(..)` declared the default policy's retry queues.
+        self.bus
+            .delete_consumer_queues(&self.queue, &RetryPolicy::default())
+            .await
+            .expect("delete the default policy's retry queues");
         let _ = self.bus.delete_queue(&self.dlq).await;
         self.bus.delete_exchange(&self.dlx).await.unwrap();
         self.bus.delete_exchange(&self.exchange).await.unwrap();
