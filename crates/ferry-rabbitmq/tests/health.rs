@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ferry_core::{HandlerError, OutboxStats, telemetry::Health};
+use ferry_core::{HandlerError, OutboxStats, RetryPolicy, telemetry::Health};
 use ferry_rabbitmq::{RabbitMq, RabbitMqOptions};
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +45,10 @@ async fn health_reports_connection_consumers_and_relay_lag() {
     );
 
     consumer.shutdown().await;
-    bus.delete_queue(&queue).await.unwrap();
+    // With the default retry policy the consumer declared retry queues too.
+    bus.delete_consumer_queues(&queue, &RetryPolicy::default())
+        .await
+        .unwrap();
     bus.delete_exchange(&format!("{exchange}.dlx")).await.ok();
     bus.delete_exchange(&exchange).await.unwrap();
     bus.close().await;
