@@ -103,7 +103,7 @@ async fn publish_sends_the_data_bytes_as_given_and_prints_the_id() {
     bus.close().await;
 }
 
-/// The keys a `tail --json` line carries for a message that decodes (DESIGN.md §5).
+/// The keys a `tail --json` line carries for a message that decodes (`docs/command.md`, `ferry tail`).
 const TAIL_KEYS: [&str; 10] = [
     "id",
     "type",

@@ -51,7 +51,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! ## Guarantees (DESIGN.md §6)
+//! ## Guarantees (`docs/guarantees.md`)
 //!
 //! - A publish returns `Ok` only once the broker confirmed it; a message no queue is bound for
 //!   comes back (`mandatory`) and is [`PublishError::Unroutable`]. A publish that was in
