@@ -10,7 +10,7 @@ use super::{
     Behavior, Mediator, MediatorError, Notification, NotificationHandler, PublishStrategy,
     RequestBehavior, RequestHandler, RequestKind, StreamHandler, StreamRequest, Validate,
     ValidationBehavior,
-    behavior::{DynBehavior, ForRequest, Generic, HandlerTerminal, Pipeline},
+    behavior::{BehaviorChain, DynBehavior, ForRequest, Generic, HandlerTerminal},
     dispatch::{Inner, RequestRoute, StreamRoute},
     notification::NotificationRoute,
     request::{DynRequestHandler, HandlerService, Request, RequestInfo},
@@ -77,13 +77,13 @@ impl<R: Request> PendingRequest for Pending<R> {
     }
 
     fn finish(self: Box<Self>, chain: Vec<Arc<dyn DynBehavior>>) -> Box<dyn Any + Send + Sync> {
-        let pipeline = if chain.is_empty() {
+        let behaviors = if chain.is_empty() {
             None
         } else {
             let terminal = Arc::new(HandlerTerminal {
                 handler: Arc::clone(&self.handler),
             });
-            Some(Pipeline {
+            Some(BehaviorChain {
                 chain: Arc::from(chain),
                 terminal,
             })
@@ -91,7 +91,7 @@ impl<R: Request> PendingRequest for Pending<R> {
         Box::new(RequestRoute {
             info: self.info,
             handler: self.handler,
-            pipeline,
+            behaviors,
         })
     }
 }

@@ -13,7 +13,7 @@ use futures::{StreamExt, future::BoxFuture};
 use super::{
     AnyRequest, MediatorBuilder, MediatorError, Notification, PublishStrategy, RequestContext,
     ResponseStream, StreamRequest,
-    behavior::{Pipeline, downcast_output},
+    behavior::{BehaviorChain, downcast_output},
     notification::NotificationRoute,
     request::{DynRequestHandler, Request, RequestInfo},
     stream::{Cancellable, DynStreamHandler},
@@ -64,7 +64,7 @@ pub(crate) struct Inner {
 pub(crate) struct RequestRoute<R: Request> {
     pub(crate) info: RequestInfo,
     pub(crate) handler: Arc<dyn DynRequestHandler<R>>,
-    pub(crate) pipeline: Option<Pipeline>,
+    pub(crate) behaviors: Option<BehaviorChain>,
 }
 
 impl<R: Request> RequestRoute<R> {
@@ -85,7 +85,7 @@ impl<R: Request> RequestRoute<R> {
     }
 
     async fn run(&self, request: R, ctx: RequestContext) -> Result<R::Output, MediatorError> {
-        match &self.pipeline {
+        match &self.behaviors {
             None => self.handler.call(request, ctx).await,
             Some(pipeline) => {
                 let output = pipeline
@@ -142,7 +142,7 @@ impl Mediator {
             match self.request_route::<R>() {
                 Err(error) => Box::pin(std::future::ready(Err(error))),
                 // The fast path: the handler's own future and nothing else.
-                Ok(route) if route.pipeline.is_none() && ctx.cancellation().is_none() => {
+                Ok(route) if route.behaviors.is_none() && ctx.cancellation().is_none() => {
                     route.handler.call(request, ctx)
                 }
                 Ok(route) => Box::pin(route.dispatch(request, ctx)),

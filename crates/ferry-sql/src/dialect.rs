@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ferry_core::{OutboxFailure, OutboxRecord, OutboxStats, outbox::OutboxOptions};
+use ferry_core::{NewOutboxRow, OutboxFailure, OutboxStats, outbox::OutboxOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::wakeup::Wakeup;
@@ -106,7 +106,7 @@ pub trait Dialect: Sized + Send + Sync + 'static + std::fmt::Debug + Clone + Cop
     /// Inserts a row; `leased` to a relay (the lease, the relay's id) when it is handed over.
     async fn insert(
         conn: &mut Conn<Self>,
-        row: &OutboxRecord,
+        row: &NewOutboxRow,
         leased: Option<(Duration, &str)>,
     ) -> Result<(), sqlx::Error>;
 

@@ -68,9 +68,9 @@ pub use ferry_sql as sql;
 /// an inbox implement.
 pub mod plumbing {
     pub use ferry_core::{
-        BindingPattern, ConsumerBuilder, ConsumerHost, ConsumerSpec, DeadLetterConsumerBuilder,
-        DeadLetterSpec, Decision, Delivery, HeaderValue, Headers, Inbox, InboxError, Limits,
-        OutboxError, OutboxFailure, OutboxMessage, OutboxRecord, OutboxRow, OutboxStats,
+        BindingPattern, ClaimedOutboxRow, ConsumerBuilder, ConsumerHost, ConsumerSpec,
+        DeadLetterConsumerBuilder, DeadLetterSpec, Decision, Delivery, HeaderValue, Headers, Inbox,
+        InboxError, Limits, NewOutboxRow, OutboxError, OutboxFailure, OutboxRow, OutboxStats,
         OutboxStatus, OutboxStore, OutgoingMessage, Pipeline, Properties, PublishBatch,
         PublishTransport, QueueType, RelayBatch, RoutingError, RoutingKey, WireMessage,
     };

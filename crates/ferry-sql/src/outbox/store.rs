@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry_core::{OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStore};
+use ferry_core::{ClaimedOutboxRow, OutboxError, OutboxFailure, OutboxStats, OutboxStore};
 
 use super::{SqlOutbox, rows};
 use crate::{db_error, dialect::Dialect};
@@ -15,7 +15,7 @@ impl<D: Dialect> OutboxStore for SqlOutbox<D> {
         &self,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<OutboxMessage>, OutboxError> {
+    ) -> Result<Vec<ClaimedOutboxRow>, OutboxError> {
         self.wakeup().claim_started();
         if D::HANDS_OFF {
             let handed = self.handoff().take(limit.max(1), lease);

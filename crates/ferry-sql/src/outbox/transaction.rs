@@ -9,7 +9,7 @@ use std::{
 use async_trait::async_trait;
 use chrono::Utc;
 use ferry_core::{
-    InboxError, IntegrationEvent, OutboxError, OutboxMessage, OutboxRecord, OutgoingMessage,
+    ClaimedOutboxRow, InboxError, IntegrationEvent, NewOutboxRow, OutboxError, OutgoingMessage,
     PublishOptions,
     outbox::encode_event,
     transactional::{StoreTransaction, TransactionalStore},
@@ -58,7 +58,7 @@ use crate::{
 pub struct OutboxTransaction<D: Dialect> {
     tx: Tx<D>,
     outbox: SqlOutbox<D>,
-    handed: Vec<OutboxMessage>,
+    handed: Vec<ClaimedOutboxRow>,
     /// When the first handed row's lease started.
     leased_at: Option<Instant>,
 }
@@ -102,12 +102,12 @@ impl<D: Dialect> OutboxTransaction<D> {
             None => None,
         };
         let Some(lease) = lease else {
-            let row = OutboxRecord::from_encoded(message, event_type, partition_key)?;
+            let row = NewOutboxRow::from_encoded(message, event_type, partition_key)?;
             return self.outbox.insert(&mut self.tx, row, None).await;
         };
         // The relay gets the message as encoded, not read back from the row.
-        let row = OutboxRecord::from_encoded(message.clone(), event_type, None)?;
-        let message = OutboxMessage {
+        let row = NewOutboxRow::from_encoded(message.clone(), event_type, None)?;
+        let message = ClaimedOutboxRow {
             id: row.id.clone(),
             message,
             attempts: 0,

@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ferry_core::{OutboxFailure, OutboxRecord, OutboxStats, outbox::OutboxOptions};
+use ferry_core::{NewOutboxRow, OutboxFailure, OutboxStats, outbox::OutboxOptions};
 use sqlx::{Executor, PgConnection, PgPool, Row, postgres::PgRow};
 use tokio_util::sync::CancellationToken;
 
@@ -87,7 +87,7 @@ impl Dialect for Postgres {
 
     async fn insert(
         conn: &mut PgConnection,
-        row: &OutboxRecord,
+        row: &NewOutboxRow,
         leased: Option<(Duration, &str)>,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(sql::INSERT)

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ferry_core::{OutboxFailure, OutboxRecord, OutboxStats, outbox::OutboxOptions};
+use ferry_core::{NewOutboxRow, OutboxFailure, OutboxStats, outbox::OutboxOptions};
 use sqlx::{Executor, Row, SqliteConnection, SqlitePool, sqlite::SqliteRow, types::Json};
 use tokio_util::sync::CancellationToken;
 
@@ -87,7 +87,7 @@ impl Dialect for Sqlite {
 
     async fn insert(
         conn: &mut SqliteConnection,
-        row: &OutboxRecord,
+        row: &NewOutboxRow,
         leased: Option<(Duration, &str)>,
     ) -> Result<(), sqlx::Error> {
         sqlx::query(sql::INSERT)
