@@ -6,6 +6,7 @@ pub(crate) mod rows;
 mod store;
 mod transaction;
 
+use crate::statement;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -207,7 +208,7 @@ impl<D: Dialect> SqlOutbox<D> {
         leased: Option<Duration>,
     ) -> Result<String, OutboxError> {
         let lease = leased.map(|lease| (lease, self.relay_id()));
-        match D::insert(conn, &row, lease).await {
+        match statement::insert::<D>(conn, &row, lease).await {
             Ok(()) => {
                 if D::WAKES_ON_ADD {
                     self.wakeup().added();

@@ -1,6 +1,7 @@
 //! [`OutboxTransaction`]: the caller's transaction, adding events that go to this process's
 //! relay once it commits.
 
+use crate::statement;
 use std::{
     ops::{Deref, DerefMut},
     time::Instant,
@@ -128,7 +129,7 @@ impl<D: Dialect> OutboxTransaction<D> {
         consumer: &str,
         message_id: &str,
     ) -> Result<bool, InboxError> {
-        D::insert_inbox(&mut self.tx, consumer, message_id)
+        statement::insert_inbox::<D>(&mut self.tx, consumer, message_id)
             .await
             .map_err(inbox_error::<D>)
     }
