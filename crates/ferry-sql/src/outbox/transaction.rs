@@ -37,7 +37,9 @@ use crate::{
 /// [`SqlOutbox::add_with`] on a transaction of your own take the table's way (the notification,
 /// then a claim). On SQLite every event takes the table's way, and the commit wakes the relays.
 ///
-/// Run your own statements on it as on a sqlx transaction, with `&mut *tx`:
+/// Run your own statements on its connection, [`OutboxTransaction::db`] (as on a handler's
+/// [`TxContext::db`](ferry_core::transactional::TxContext::db); `&mut *tx`, sqlx's idiom, works
+/// too):
 ///
 /// ```no_run
 /// # use ferry_sql::postgres::{PgOutbox, sqlx::PgPool};
@@ -49,7 +51,7 @@ use crate::{
 /// let mut tx = outbox.begin().await?;
 /// sqlx::query("INSERT INTO orders (id) VALUES ($1)")
 ///     .bind("order-1")
-///     .execute(&mut *tx)
+///     .execute(tx.db())
 ///     .await?;
 /// tx.add(&OrderCreated { order_id: "order-1".into() }).await?;
 /// tx.commit().await?; // the order and its event, or neither; then the event goes out
@@ -72,6 +74,11 @@ impl<D: Dialect> OutboxTransaction<D> {
             handed: Vec::new(),
             leased_at: None,
         }
+    }
+
+    /// The transaction's connection, for your own statements.
+    pub fn db(&mut self) -> &mut Conn<D> {
+        &mut self.tx
     }
 
     /// Adds `event`, routed by its name; returns its id.
