@@ -205,4 +205,13 @@ impl TestStore {
     pub fn memory() -> Self {
         TestStore::Memory(MemoryOutbox::new().with_inbox(MemoryInbox::new()))
     }
+
+    /// The in-memory outbox, when the harness runs on memory (to add rows or look at them).
+    pub fn memory_outbox(&self) -> Option<&MemoryOutbox> {
+        match self {
+            TestStore::Memory(outbox) => Some(outbox),
+            #[cfg(feature = "rabbitmq")]
+            TestStore::Postgres { .. } => None,
+        }
+    }
 }
