@@ -41,6 +41,10 @@ pub enum HarnessError {
         /// What was still moving.
         pending: Pending,
     },
+    /// The backend asked for cannot be made (`FERRY_TEST_BACKEND` names an unknown one, or
+    /// `rabbitmq` without the feature).
+    #[error("{0}")]
+    Config(String),
     /// A host the harness ran stopped with an error.
     #[error("a host stopped with an error")]
     Host(#[from] HostError),
@@ -61,6 +65,14 @@ pub enum HarnessError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+#[cfg(feature = "rabbitmq")]
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 type Running = (CancellationToken, JoinHandle<Result<Stopped, HostError>>);
@@ -92,6 +104,51 @@ impl TestHarness {
     pub fn memory() -> Self {
         let bus = MemoryBus::new("ferry-test.events");
         Self::assemble(Backend::Memory(bus), String::new(), TestStore::memory())
+    }
+
+    /// A harness on the backend `FERRY_TEST_BACKEND` names: `memory` (the default, also when
+    /// unset or empty) or `rabbitmq` (feature `rabbitmq`), which connects to
+    /// `FERRY_TEST_AMQP_URL` (default `amqp://guest:guest@127.0.0.1:5672/%2f`) and creates
+    /// its database through `FERRY_TEST_PG_URL` (default
+    /// `postgres://postgres@127.0.0.1:5432/postgres`). One test, both backends: flip the
+    /// variable.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), ferry_testing::HarnessError> {
+    /// // SAFETY: no other thread reads the environment in this example.
+    /// unsafe { std::env::remove_var("FERRY_TEST_BACKEND") };
+    /// let harness = ferry_testing::TestHarness::from_env().await?; // memory
+    /// assert!(harness.transport().memory_bus().is_some());
+    /// harness.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_env() -> Result<Self, HarnessError> {
+        let backend = std::env::var("FERRY_TEST_BACKEND").unwrap_or_default();
+        match backend.as_str() {
+            "" | "memory" => Ok(Self::memory()),
+            #[cfg(feature = "rabbitmq")]
+            "rabbitmq" => {
+                let amqp = env_or(
+                    "FERRY_TEST_AMQP_URL",
+                    "amqp://guest:guest@127.0.0.1:5672/%2f",
+                );
+                let pg = env_or(
+                    "FERRY_TEST_PG_URL",
+                    "postgres://postgres@127.0.0.1:5432/postgres",
+                );
+                Self::rabbitmq(&amqp, &pg).await
+            }
+            #[cfg(not(feature = "rabbitmq"))]
+            "rabbitmq" => Err(HarnessError::Config(
+                "FERRY_TEST_BACKEND is `rabbitmq`, but ferry-testing was built without its \
+                 `rabbitmq` feature"
+                    .to_owned(),
+            )),
+            other => Err(HarnessError::Config(format!(
+                "FERRY_TEST_BACKEND is `{other}`: expected `memory` or `rabbitmq`"
+            ))),
+        }
     }
 
     pub(crate) fn assemble(backend: Backend, suffix: String, store: TestStore) -> Self {

@@ -68,6 +68,8 @@ mod harness;
 mod ledger;
 mod mediator;
 mod query;
+#[cfg(feature = "rabbitmq")]
+mod rabbitmq;
 mod record;
 mod store;
 mod transport;
