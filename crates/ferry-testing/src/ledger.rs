@@ -7,7 +7,6 @@ use std::{
     collections::HashMap,
     fmt,
     sync::{Mutex, MutexGuard},
-    time::Duration,
 };
 
 use ferry_core::{
@@ -136,7 +135,7 @@ impl Ledger {
     pub(crate) fn pending(&self, outbox: OutboxPending) -> Pending {
         let state = self.lock();
         let now = Instant::now();
-        let mut pending = Pending {
+        Pending {
             in_flight: describe(state.in_flight.iter().map(|((q, _), (n, what))| {
                 format!(
                     "{what} in consumer `{q}` ({n} deliver{})",
@@ -156,13 +155,11 @@ impl Ledger {
                     })
                     .map(|((q, _), (n, what))| format!("{what} not yet settled by `{q}` ({n})")),
             ),
-            outbox: outbox,
-        };
-        pending.outbox = match pending.outbox {
-            OutboxPending::Rows(0) => OutboxPending::None,
-            other => other,
-        };
-        pending
+            outbox: match outbox {
+                OutboxPending::Rows(0) => OutboxPending::None,
+                other => other,
+            },
+        }
     }
 }
 
@@ -329,10 +326,4 @@ impl fmt::Display for Pending {
             f.write_str(&parts.join("; "))
         }
     }
-}
-
-/// How long a retry scheduled `delay` from now has left, for tests of the ledger.
-#[allow(dead_code)]
-pub(crate) fn remaining(due: Instant) -> Duration {
-    due.saturating_duration_since(Instant::now())
 }

@@ -64,6 +64,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod fakes;
 mod harness;
 mod ledger;
 mod mediator;

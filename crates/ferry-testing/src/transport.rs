@@ -152,7 +152,7 @@ impl ConsumerHost for TestTransport {
             let mut declared = self.declared();
             declared
                 .consumer_queues
-                .push((spec.queue.clone(), spec.pipeline.retry_policy().clone()));
+                .push((spec.queue.clone(), *spec.pipeline.retry_policy()));
             if let Some(exchange) = &spec.dead_letter_exchange {
                 declared.exchanges.push(exchange.clone());
             }
