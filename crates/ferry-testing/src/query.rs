@@ -24,15 +24,17 @@ pub struct Seen<E, R> {
 }
 
 /// A snapshot of records, oldest first: filter them with [`Records::matching`], count them
-/// exactly, or take the only one.
+/// exactly, or take the only one ([`Records::single`]). Each query of the harness takes a new
+/// snapshot.
 ///
 /// ```
 /// use ferry_testing::Records;
 ///
-/// let records = Records::new("number", vec![1, 2, 3]);
-/// assert_eq!(records.count(), 3);
-/// assert_eq!(records.matching(|n| *n > 2).single()?, 3);
-/// assert!(records.matching(|n| *n > 1).single().is_err());
+/// let records = || Records::new("number", vec![1, 2, 3]);
+/// assert_eq!(records().count(), 3);
+/// assert_eq!(records().matching(|n| *n > 2).single()?, 3);
+/// let error = records().matching(|n| *n > 1).single().unwrap_err();
+/// assert_eq!(error.to_string(), "expected exactly one number (matching), found 2:\n  - 2\n  - 3");
 /// # Ok::<(), ferry_testing::NotSingle>(())
 /// ```
 #[derive(Clone)]
@@ -95,31 +97,30 @@ impl<T> Records<T> {
     }
 }
 
-impl<T: Clone + fmt::Debug> Records<T> {
-    /// The records matching `predicate` (copies).
-    pub fn matching(&self, predicate: impl Fn(&T) -> bool) -> Records<T> {
+impl<T> Records<T> {
+    /// The records matching `predicate`.
+    pub fn matching(self, predicate: impl Fn(&T) -> bool) -> Records<T> {
         Records {
             what: format!("{} (matching)", self.what),
-            items: self
-                .items
-                .iter()
-                .filter(|t| predicate(t))
-                .cloned()
-                .collect(),
+            items: self.items.into_iter().filter(|t| predicate(t)).collect(),
         }
     }
+}
 
-    /// The one record (a copy); an error listing what there was when there are none or
-    /// several.
-    pub fn single(&self) -> Result<T, NotSingle> {
-        match self.items.as_slice() {
-            [one] => Ok(one.clone()),
-            items => Err(NotSingle {
-                what: self.what.clone(),
-                found: items.len(),
-                listing: listing(items),
-            }),
+impl<T: fmt::Debug> Records<T> {
+    /// The one record; an error listing what there was when there are none or several.
+    pub fn single(self) -> Result<T, NotSingle> {
+        let mut items = self.items;
+        if items.len() == 1 {
+            if let Some(one) = items.pop() {
+                return Ok(one);
+            }
         }
+        Err(NotSingle {
+            listing: listing(&items),
+            found: items.len(),
+            what: self.what,
+        })
     }
 }
 

@@ -233,9 +233,9 @@ pub async fn seed_flow(harness: &ferry_testing::TestHarness) -> Result<(), BoxEr
 
     let consumed = harness.consumed::<OrderCreatedIntegrationEvent>();
     assert_eq!(consumed.single()?.event.order_id, order_id);
-    let reserved = harness.published::<StockReserved>();
+    let reserved = harness.published::<StockReserved>().single()?;
     assert_eq!(
-        reserved.single()?.event,
+        reserved.event,
         StockReserved {
             order_id: order_id.clone(),
             quantity: 2
@@ -243,7 +243,7 @@ pub async fn seed_flow(harness: &ferry_testing::TestHarness) -> Result<(), BoxEr
     );
     // Caused by the order's event, in the same conversation.
     assert_eq!(
-        reserved.single()?.record.envelope.causation_id.as_deref(),
+        reserved.record.envelope.causation_id.as_deref(),
         Some(first.record.envelope.id.as_str())
     );
     assert_eq!(harness.consumed::<StockReserved>().count(), 1);
