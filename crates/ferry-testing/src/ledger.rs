@@ -93,15 +93,18 @@ impl Ledger {
     ) {
         let events = self.exchange();
         let exchange = exchange.unwrap_or(&events).to_owned();
-        let Ok(decoded) = codec::decode(message) else {
-            tracing::warn!(
-                routing_key,
-                "the harness could not decode a published message"
-            );
-            return;
+        // A message that does not decode is still expected by the consumers bound to it (they
+        // dead-letter it); it is known by its `message_id` property, as they will know it.
+        let decoded = codec::decode(message).ok();
+        let id = decoded
+            .as_ref()
+            .map(|d| d.envelope.id.clone())
+            .or_else(|| message.properties.message_id.clone())
+            .unwrap_or_default();
+        let what = match &decoded {
+            Some(d) => format!("`{}` {id}", d.envelope.event_type),
+            None => format!("an undecodable message on `{routing_key}`"),
         };
-        let id = decoded.envelope.id.clone();
-        let what = format!("`{}` {id}", decoded.envelope.event_type);
         let mut state = self.lock();
         if exchange == events {
             let queues: Vec<String> = state
@@ -119,9 +122,14 @@ impl Ledger {
             }
             state.unsettled.retain(|_, (n, _)| *n != 0);
         }
-        state
-            .published
-            .push(Published::new(routing_key.to_owned(), exchange, decoded));
+        match decoded {
+            Some(decoded) => {
+                state
+                    .published
+                    .push(Published::new(routing_key.to_owned(), exchange, decoded))
+            }
+            None => tracing::warn!(routing_key, "published a message that does not decode"),
+        }
         drop(state);
         self.touch();
     }

@@ -188,3 +188,41 @@ async fn a_message_no_consumer_has_taken_yet_is_pending() -> Result<(), BoxError
     harness.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_malformed_message_is_dead_lettered_and_settles() -> Result<(), BoxError> {
+    use ferry_core::{OutgoingMessage, Publisher, WireMessage};
+
+    let harness = TestHarness::memory();
+    let consumer = harness
+        .transport()
+        .consumer("billing.order-placed")
+        .bind("orders.order.placed")
+        .dead_letter("app.dlx")
+        .handle::<OrderPlaced>(|_: OrderPlaced, _: MessageContext| async {
+            Ok::<_, HandlerError>(())
+        })
+        .start()
+        .await?;
+    harness.run(Host::new().consumer("billing", consumer));
+    let mut message = WireMessage {
+        body: "{not json".into(),
+        ..WireMessage::default()
+    };
+    message.properties.message_id = Some("m-1".into());
+    message.properties.kind = Some("orders.order.placed".into());
+    harness
+        .transport()
+        .publish_message(OutgoingMessage::new("orders.order.placed", message))
+        .await?;
+
+    harness.wait_idle().await?;
+
+    // Layers never see it (it does not decode); the harness's observer does.
+    let dead = harness.dead_lettered().single()?;
+    assert!(dead.envelope.is_none());
+    assert!(dead.fault().is_some_and(|f| f.attempts == 1), "{dead:?}");
+    assert!(harness.published_all().is_empty());
+    harness.shutdown().await?;
+    Ok(())
+}
