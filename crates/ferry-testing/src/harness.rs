@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::{
     ledger::{Ledger, OutboxPending, Pending},
-    mediator::RecordRequests,
+    mediator::{RecordNotifications, RecordRequests},
     query::{Records, Seen},
     record::{Consumption, Outcome, Published, RequestRecord},
     store::TestStore,
@@ -195,10 +195,14 @@ impl TestHarness {
         &self.store
     }
 
-    /// A Mediator builder that records every request ([`TestHarness::requests`]); have your
-    /// wiring code take the builder it registers its handlers on, and pass this one.
+    /// A Mediator builder that records every request ([`TestHarness::requests`]) and
+    /// notification ([`TestHarness::notifications`]); have your wiring code take the builder
+    /// it registers its handlers on (production passes `Mediator::builder()`), and pass this
+    /// one.
     pub fn mediator_builder(&self) -> MediatorBuilder {
-        Mediator::builder().behavior(RecordRequests(Arc::clone(&self.ledger)))
+        Mediator::builder()
+            .behavior(RecordRequests(Arc::clone(&self.ledger)))
+            .observe_notifications(RecordNotifications(Arc::clone(&self.ledger)))
     }
 
     /// Runs `host` (your consumers and relays, as production runs them) until
@@ -349,6 +353,29 @@ impl TestHarness {
             .cloned()
             .collect();
         Records::new(format!("request `{name}`"), items)
+    }
+
+    /// Every Mediator notification published through a [`TestHarness::mediator_builder`]
+    /// Mediator.
+    pub fn notifications_all(&self) -> Records<RequestRecord> {
+        Records::new(
+            "Mediator notification",
+            self.ledger.lock().notifications.clone(),
+        )
+    }
+
+    /// The Mediator notifications of type `N`.
+    pub fn notifications<N: 'static>(&self) -> Records<RequestRecord> {
+        let name = std::any::type_name::<N>();
+        let items = self
+            .ledger
+            .lock()
+            .notifications
+            .iter()
+            .filter(|r| r.type_name == name)
+            .cloned()
+            .collect();
+        Records::new(format!("notification `{name}`"), items)
     }
 
     /// Stops the hosts it runs (consumers first, then relays, as in production) and, on

@@ -28,6 +28,7 @@ pub(crate) struct State {
     pub(crate) published: Vec<Published>,
     pub(crate) consumed: Vec<Consumption>,
     pub(crate) requests: Vec<RequestRecord>,
+    pub(crate) notifications: Vec<RequestRecord>,
     /// Deliveries expected minus deliveries settled (ack, duplicate, dead letter); signed, as
     /// a delivery may settle before its publish returns.
     unsettled: HashMap<Key, (i64, String)>,
@@ -134,8 +135,15 @@ impl Ledger {
         self.touch();
     }
 
-    pub(crate) fn request(&self, record: RequestRecord) {
-        self.lock().requests.push(record);
+    /// A Mediator request, or a notification, was handled.
+    pub(crate) fn request(&self, notification: bool, record: RequestRecord) {
+        let mut state = self.lock();
+        if notification {
+            state.notifications.push(record);
+        } else {
+            state.requests.push(record);
+        }
+        drop(state);
         self.touch();
     }
 

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use ferry_core::mediator::{AnyOutput, AnyRequest, Behavior, MediatorError, Next, RequestContext};
+use ferry_core::mediator::{
+    AnyOutput, AnyRequest, Behavior, MediatorError, Next, NotificationObserver, RequestContext,
+};
 
 use crate::{ledger::Ledger, record::RequestRecord};
 
@@ -20,11 +22,35 @@ impl Behavior for RecordRequests {
         let type_name = request.type_name();
         let correlation_id = ctx.correlation_id().into_owned();
         let result = next.run(request, ctx).await;
-        self.0.request(RequestRecord {
-            type_name,
-            correlation_id,
-            error: result.as_ref().err().map(|e| e.to_string()),
-        });
+        self.0.request(
+            false,
+            RequestRecord {
+                type_name,
+                correlation_id,
+                error: result.as_ref().err().map(|e| e.to_string()),
+            },
+        );
         result
+    }
+}
+
+/// Records each notification published, and whether its handlers succeeded.
+pub(crate) struct RecordNotifications(pub(crate) Arc<Ledger>);
+
+impl NotificationObserver for RecordNotifications {
+    fn published(
+        &self,
+        notification: &'static str,
+        ctx: &RequestContext,
+        result: Result<(), &MediatorError>,
+    ) {
+        self.0.request(
+            true,
+            RequestRecord {
+                type_name: notification,
+                correlation_id: ctx.correlation_id().into_owned(),
+                error: result.err().map(|e| e.to_string()),
+            },
+        );
     }
 }

@@ -127,15 +127,15 @@ impl Consumption {
     }
 }
 
-/// A Mediator request the harness's recording behavior saw.
+/// A Mediator request or notification the harness saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestRecord {
-    /// The request's type name (`std::any::type_name`).
+    /// Its type name (`std::any::type_name`).
     pub type_name: &'static str,
     /// Its correlation id.
     pub correlation_id: String,
-    /// `None` when the handler (and behaviors inside the recording one) succeeded, the error's
-    /// text otherwise.
+    /// `None` when the handler (and the behaviors inside the recording one) or the
+    /// notification's handlers succeeded, the error's text otherwise.
     pub error: Option<String>,
 }
 
