@@ -14,8 +14,8 @@ use std::{
 
 use async_trait::async_trait;
 use ferry_core::{
-    HandlerError, Inbox, InboxError, IntegrationEventHandler, MessageContext, OutboxError,
-    OutboxFailure, OutboxMessage, OutboxStats, OutboxStore, OutgoingMessage, PublishBatch,
+    ClaimedOutboxRow, HandlerError, Inbox, InboxError, IntegrationEventHandler, MessageContext,
+    OutboxError, OutboxFailure, OutboxStats, OutboxStore, OutgoingMessage, PublishBatch,
     PublishError, PublishTransport,
     publisher::Reason,
     transactional::{StoreTransaction, TransactionalHandler, TransactionalStore, TxContext},
@@ -270,7 +270,7 @@ impl<S: OutboxStore> OutboxStore for FailingCommits<S> {
         &self,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<OutboxMessage>, OutboxError> {
+    ) -> Result<Vec<ClaimedOutboxRow>, OutboxError> {
         self.store.claim(limit, lease).await
     }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_core::{
-    Inbox, InboxError, OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStore,
+    ClaimedOutboxRow, Inbox, InboxError, OutboxError, OutboxFailure, OutboxStats, OutboxStore,
     OutgoingMessage,
     memory::{MemoryInbox, MemoryOutbox, MemoryOutboxTransaction},
     transactional::{StoreTransaction, TransactionalStore},
@@ -45,7 +45,7 @@ impl OutboxStore for TestStore {
         &self,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<OutboxMessage>, OutboxError> {
+    ) -> Result<Vec<ClaimedOutboxRow>, OutboxError> {
         match self {
             TestStore::Memory(s) => s.claim(limit, lease).await,
             #[cfg(feature = "rabbitmq")]
