@@ -76,13 +76,24 @@ impl Ledger {
         self.changed.notify_waiters();
     }
 
-    /// A consumer was started with these bindings.
+    /// A consumer was started with these bindings. Competing consumers of one queue (two
+    /// instances of a service) share its messages: one queue, one settlement per message.
     pub(crate) fn consumer_started(&self, queue: &str, bindings: &[String]) {
-        let patterns = bindings
+        let patterns: Vec<BindingPattern> = bindings
             .iter()
             .filter_map(|b| BindingPattern::new(b.as_str()).ok())
             .collect();
-        self.lock().consumers.push((queue.to_owned(), patterns));
+        let mut state = self.lock();
+        match state.consumers.iter_mut().find(|(q, _)| q == queue) {
+            Some((_, known)) => {
+                for pattern in patterns {
+                    if !known.contains(&pattern) {
+                        known.push(pattern);
+                    }
+                }
+            }
+            None => state.consumers.push((queue.to_owned(), patterns)),
+        }
     }
 
     /// A message was published (and confirmed) to `exchange` (`None`: the events exchange).

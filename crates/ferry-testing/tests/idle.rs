@@ -226,3 +226,32 @@ async fn a_malformed_message_is_dead_lettered_and_settles() -> Result<(), BoxErr
     harness.shutdown().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn competing_consumers_of_one_queue_settle_each_message_once() -> Result<(), BoxError> {
+    let harness = TestHarness::memory();
+    let mut host = Host::new();
+    for instance in ["billing-1", "billing-2"] {
+        let consumer = harness
+            .transport()
+            .consumer("billing.order-placed")
+            .bind("orders.order.placed")
+            .dead_letter("app.dlx")
+            .handle::<OrderPlaced>(|_: OrderPlaced, _: MessageContext| async {
+                Ok::<_, HandlerError>(())
+            })
+            .start()
+            .await?;
+        host = host.consumer(instance, consumer);
+    }
+    harness.run(host);
+
+    for id in ["o-1", "o-2", "o-3"] {
+        harness.transport().publish(&placed(id)).await?;
+    }
+    harness.wait_idle().await?;
+
+    assert_eq!(harness.consumed::<OrderPlaced>().count(), 3);
+    harness.shutdown().await?;
+    Ok(())
+}
