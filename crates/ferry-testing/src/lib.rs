@@ -11,12 +11,15 @@
 //!
 //! - records every event published (directly, or by an outbox relay), every delivery
 //!   consumed and what became of it (handled, skipped by the inbox, retried with its delay,
-//!   dead-lettered with its fault), and every Mediator request — queried by type, with
-//!   predicates and exact counts: `harness.published::<OrderCreated>().count()`,
+//!   dead-lettered with its fault), and every Mediator request and notification — queried by
+//!   type, with predicates and exact counts: `harness.published::<OrderCreated>().count()`,
 //!   `harness.dead_lettered().single()?`;
 //! - **waits until idle** ([`TestHarness::wait_idle`]): outbox drained, nothing in process,
 //!   no retry waiting, nothing published still on its way — or fails with what is pending;
-//! - on memory, lets a paused tokio clock run the retry delays at once.
+//! - on memory, lets a paused tokio clock run the retry delays at once;
+//! - has [`fakes`] for your error paths.
+//!
+//! What "idle" covers, and each backend's names and clean-up: `docs/testing.md`.
 //!
 //! ```
 //! use std::time::Duration;
