@@ -36,6 +36,7 @@ pub struct MediatorBuilder {
     notifications: TypeMap<PendingNotification>,
     behaviors: Vec<BehaviorEntry>,
     strategy: PublishStrategy,
+    observers: Vec<Arc<dyn crate::NotificationObserver>>,
 }
 
 struct BehaviorEntry {
@@ -176,6 +177,12 @@ impl MediatorBuilder {
         self
     }
 
+    /// Adds an observer of every notification published (see [`NotificationObserver`](crate::NotificationObserver)).
+    pub fn observe_notifications(mut self, observer: impl crate::NotificationObserver) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
     /// Adds a behavior around every request, inside those registered before it.
     pub fn behavior<B: Behavior>(mut self, behavior: B) -> Self {
         self.behaviors.push(BehaviorEntry {
@@ -276,6 +283,7 @@ impl MediatorBuilder {
                     .map(|(id, pending)| (id, pending.route))
                     .collect(),
                 strategy: self.strategy,
+                observers: self.observers,
                 behaviors: self.behaviors.len(),
                 notification_handlers,
             }),

@@ -56,6 +56,7 @@ pub(crate) struct Inner {
     /// `NotificationRoute<N>` by `TypeId::of::<N>()`.
     pub(crate) notifications: TypeMap<Box<dyn Any + Send + Sync>>,
     pub(crate) strategy: PublishStrategy,
+    pub(crate) observers: Vec<Arc<dyn crate::NotificationObserver>>,
     pub(crate) behaviors: usize,
     pub(crate) notification_handlers: usize,
 }
@@ -184,6 +185,23 @@ impl Mediator {
     ///
     /// As [`publish_with`](Self::publish_with).
     pub async fn publish_using<N: Notification>(
+        &self,
+        notification: N,
+        ctx: RequestContext,
+        strategy: PublishStrategy,
+    ) -> Result<(), MediatorError> {
+        if self.inner.observers.is_empty() {
+            return self.publish_routed(notification, ctx, strategy).await;
+        }
+        let observed = ctx.clone();
+        let result = self.publish_routed(notification, ctx, strategy).await;
+        for observer in &self.inner.observers {
+            observer.published(type_name::<N>(), &observed, result.as_ref().copied());
+        }
+        result
+    }
+
+    async fn publish_routed<N: Notification>(
         &self,
         notification: N,
         ctx: RequestContext,

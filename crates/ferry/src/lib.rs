@@ -62,6 +62,10 @@ pub use ferry_sql::sqlite;
 #[doc(inline)]
 pub use ferry_sql as sql;
 
+#[cfg(feature = "testing")]
+#[doc(inline)]
+pub use ferry_testing as testing;
+
 /// For those who write a transport or a store, not for applications: what a transport
 /// implements (publishing a batch, hosting consumers), what it is handed (the consumer's spec,
 /// deliveries, the pipeline's decisions, the message on the wire), and what an outbox store and

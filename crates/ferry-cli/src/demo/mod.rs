@@ -3,6 +3,8 @@
 mod db;
 mod events;
 mod faults;
+#[cfg(test)]
+mod harness_tests;
 mod orders;
 mod progress;
 mod report;
