@@ -8,7 +8,7 @@ use super::{BoxError, MediatorError, NotificationFailure, RequestContext};
 
 /// An in-process domain event: any number of handlers receive a copy (none is fine too).
 ///
-/// Unlike an [`IntegrationEvent`](crate::IntegrationEvent) it never leaves the process; a
+/// Unlike an integration event (ferry's `IntegrationEvent`) it never leaves the process; a
 /// notification handler that must tell other bounded contexts adds an integration event to the
 /// outbox.
 ///
