@@ -48,6 +48,12 @@ pub use ferry_core::{
 #[doc(inline)]
 pub use ferry_rabbitmq as rabbitmq;
 
+/// Event contracts (feature `contracts`): a JSON Schema per event version, the application's
+/// AsyncAPI 3.0 document, and the compatibility gate against a committed baseline.
+#[cfg(feature = "contracts")]
+#[doc(inline)]
+pub use ferry_contracts as contracts;
+
 #[cfg(feature = "postgres")]
 #[doc(inline)]
 pub use ferry_sql::postgres;
