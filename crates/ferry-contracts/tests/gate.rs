@@ -325,3 +325,22 @@ fn documents_that_are_not_ferry_asyncapi_are_refused() {
     let error = Document::parse(bad_event).unwrap_err().to_string();
     assert!(error.contains("version"), "{error}");
 }
+
+#[test]
+fn an_upcaster_removed_breaks() {
+    let with = AsyncApi::new("orders", "2")
+        .publishes::<v2_with_upcaster::OrderCreated>()
+        .previous_version::<v2_with_upcaster::OrderCreated, base::OrderCreated>(1)
+        .build()
+        .unwrap();
+    let without = AsyncApi::new("orders", "3")
+        .publishes::<v2_without_upcaster::OrderCreated>()
+        .previous_version::<v2_without_upcaster::OrderCreated, base::OrderCreated>(1)
+        .build()
+        .unwrap();
+    assert_eq!(
+        lines(&with, &without),
+        ["orders.order.created v1 field -: upcaster from version 1 removed"]
+    );
+    assert_eq!(lines(&with, &with), Vec::<String>::new());
+}

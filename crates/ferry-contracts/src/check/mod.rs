@@ -1,9 +1,10 @@
 //! The compatibility gate: an application's current document against a committed baseline.
 //!
 //! Each version that the baseline describes must still be described, and its payload schema
-//! may change only compatibly (see [`Break`] for what breaks). A version past the baseline's
-//! latest passes only when the event has an upcaster from each version before it, so
-//! consumers still read what older publishers send.
+//! may change only compatibly (see docs/command.md for what breaks). A version past the
+//! baseline's latest passes only when the event has an upcaster from each version before it,
+//! and an upcaster the baseline had must stay, so consumers still read what older publishers
+//! send.
 
 mod schema;
 
@@ -86,6 +87,22 @@ pub fn breaks(baseline: &Document, current: &Document) -> Result<Vec<Break>, Con
             .values()
             .flat_map(|v| v.upcast_from.iter().copied())
             .collect();
+        // Messages of a version the baseline could upcast from must still be readable.
+        let mut dropped: Vec<u32> = base_versions
+            .values()
+            .flat_map(|v| v.upcast_from.iter().copied())
+            .filter(|from| !upcasters.contains(from))
+            .collect();
+        dropped.sort_unstable();
+        dropped.dedup();
+        for from in dropped {
+            out.push(Break {
+                event: name.clone(),
+                version: from,
+                field: "-".to_owned(),
+                what: format!("upcaster from version {from} removed"),
+            });
+        }
         for version in cur_versions.keys().filter(|v| *v > base_latest) {
             if !upcasters.contains(&(version - 1)) {
                 out.push(Break {
