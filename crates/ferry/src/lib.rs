@@ -5,7 +5,8 @@
 //! Mediator for commands, queries and notifications.
 //!
 //! This crate is the facade over ferry-core and, behind features, the adapters (`rabbitmq`, on
-//! by default; `postgres`; `sqlite`). [`prelude`] has what an application needs; the root has
+//! by default; `postgres`; `sqlite`) and the event contracts (`contracts`: JSON Schemas, the
+//! AsyncAPI document, the compatibility gate). [`prelude`] has what an application needs; the root has
 //! the application's types, and one module a concept ([`mediator`], [`memory`], [`outbox`],
 //! [`telemetry`], …). What transport and store authors implement is in [`plumbing`]; operator
 //! actions (counts, purges, deletions, the dead-letter queue, the outbox's failed rows) in
