@@ -344,3 +344,37 @@ fn an_upcaster_removed_breaks() {
     );
     assert_eq!(lines(&with, &with), Vec::<String>::new());
 }
+
+release!(with_maps, version = 1 {
+    order_id: String, total_amount: f64, note: Option<String>, status: Status, items: Vec<Item>,
+    prices: std::collections::HashMap<String, i64>,
+    shipping: Option<Item>,
+});
+release!(maps_changed, version = 1 {
+    order_id: String, total_amount: f64, note: Option<String>, status: Status, items: Vec<Item>,
+    prices: std::collections::HashMap<String, String>,
+    shipping: Option<ItemV2>,
+} #[derive(Serialize, Deserialize, JsonSchema)]
+  #[serde(rename_all = "camelCase")]
+  pub struct ItemV2 { product_id: String, quantity: bool });
+
+#[test]
+fn changes_inside_maps_and_optional_objects_are_named_by_path() {
+    assert_eq!(
+        lines(
+            &doc::<with_maps::OrderCreated>(),
+            &doc::<maps_changed::OrderCreated>()
+        ),
+        [
+            "orders.order.created v1 field prices{}: type changed from integer to string",
+            "orders.order.created v1 field shipping.quantity: type changed from integer to boolean",
+        ]
+    );
+    assert_eq!(
+        lines(
+            &doc::<with_maps::OrderCreated>(),
+            &doc::<with_maps::OrderCreated>()
+        ),
+        Vec::<String>::new()
+    );
+}
