@@ -184,10 +184,23 @@ impl AsyncApi {
         self
     }
 
-    /// The document, or the first thing that keeps it from being complete.
+    /// The document, or the first thing that keeps it from being complete: an event a
+    /// consumer handles without a registered schema, an upcaster's source version without a
+    /// declared schema, a recursive payload type.
     pub fn build(mut self) -> Result<Document, ContractError> {
         if !self.errors.is_empty() {
             return Err(self.errors.swap_remove(0));
+        }
+        for (name, versions) in &self.events {
+            let froms = versions
+                .values()
+                .flat_map(|v| v.upcast_from.iter().copied());
+            if let Some(from) = froms.into_iter().find(|from| !versions.contains_key(from)) {
+                return Err(ContractError::UndeclaredSource {
+                    event: name.clone(),
+                    from,
+                });
+            }
         }
         let mut messages = Map::new();
         for (name, versions) in &self.events {

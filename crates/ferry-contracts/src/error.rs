@@ -26,6 +26,17 @@ pub enum ContractError {
         /// The event type's current version.
         current: u32,
     },
+    /// An upcaster reads a version whose schema was not declared.
+    #[error(
+        "`{event}` has an upcaster from version {from}, whose schema is not declared: add \
+         `.previous_version::<Event, V{from}>({from})` with the type that describes it"
+    )]
+    UndeclaredSource {
+        /// The event's name.
+        event: String,
+        /// The version the upcaster reads.
+        from: u32,
+    },
     /// A consumer handles an event whose schema was not registered.
     #[error(
         "consumer `{queue}` handles `{event}`, whose schema is not registered: add \

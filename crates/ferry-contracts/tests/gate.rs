@@ -252,11 +252,19 @@ fn a_new_version_without_an_upcaster_breaks() {
 
 #[test]
 fn a_new_version_that_drops_the_previous_one_breaks() {
+    // The builder refuses an upcaster without its source's schema; a document edited by
+    // hand (or from another tool) can still lack it.
+    let mut current = AsyncApi::new("orders", "2")
+        .publishes::<v2_with_upcaster::OrderCreated>()
+        .previous_version::<v2_with_upcaster::OrderCreated, base::OrderCreated>(1)
+        .build()
+        .unwrap()
+        .into_value();
+    let messages = current["components"]["messages"].as_object_mut().unwrap();
+    messages.remove("orders.order.created.v1").unwrap();
+    let current = Document::from_value(current).unwrap();
     assert_eq!(
-        lines(
-            &doc::<base::OrderCreated>(),
-            &doc::<v2_with_upcaster::OrderCreated>()
-        ),
+        lines(&doc::<base::OrderCreated>(), &current),
         [
             "orders.order.created v1 field -: version no longer described (declare its schema with previous_version, and keep its upcaster)"
         ]
@@ -377,4 +385,20 @@ fn changes_inside_maps_and_optional_objects_are_named_by_path() {
         ),
         Vec::<String>::new()
     );
+}
+
+#[test]
+fn an_upcaster_without_its_source_schema_is_refused_by_the_builder() {
+    let error = AsyncApi::new("orders", "2")
+        .publishes::<v2_with_upcaster::OrderCreated>()
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ferry_contracts::ContractError::UndeclaredSource { from: 1, .. }
+        ),
+        "{error}"
+    );
+    assert!(error.to_string().contains("previous_version"), "{error}");
 }
