@@ -5,7 +5,8 @@
 //! Mediator for commands, queries and notifications.
 //!
 //! This crate is the facade over ferry-core and, behind features, the adapters (`rabbitmq`, on
-//! by default; `postgres`; `sqlite`). [`prelude`] has what an application needs; the root has
+//! by default; `postgres`; `sqlite`) and the event contracts (`contracts`: JSON Schemas, the
+//! AsyncAPI document, the compatibility gate). [`prelude`] has what an application needs; the root has
 //! the application's types, and one module a concept ([`mediator`], [`memory`], [`outbox`],
 //! [`telemetry`], …). What transport and store authors implement is in [`plumbing`]; operator
 //! actions (counts, purges, deletions, the dead-letter queue, the outbox's failed rows) in
@@ -47,6 +48,12 @@ pub use ferry_core::{
 #[cfg(feature = "rabbitmq")]
 #[doc(inline)]
 pub use ferry_rabbitmq as rabbitmq;
+
+/// Event contracts (feature `contracts`): a JSON Schema per event version, the application's
+/// AsyncAPI 3.0 document, and the compatibility gate against a committed baseline.
+#[cfg(feature = "contracts")]
+#[doc(inline)]
+pub use ferry_contracts as contracts;
 
 #[cfg(feature = "postgres")]
 #[doc(inline)]
