@@ -514,6 +514,9 @@ fn a_layer_runs_inside_the_handle_span_inside_the_consume_span() {
         .build()
         .unwrap();
     tracing::subscriber::with_default(subscriber, || {
+        // Other tests of this binary, on other threads without a subscriber, may register the
+        // spans' callsites at the same moment and leave them cached as uninteresting.
+        tracing::callsite::rebuild_interest_cache();
         assert_eq!(
             runtime.block_on(p.process(&order_delivery())),
             Decision::Ack
