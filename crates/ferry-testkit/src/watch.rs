@@ -130,6 +130,9 @@ impl Watch {
         let capture = Capture::default();
         let tracing =
             tracing::subscriber::set_default(tracing_subscriber::registry().with(capture.clone()));
+        // Another test's thread without a subscriber may have cached a callsite as
+        // uninteresting while this one was being set.
+        tracing::callsite::rebuild_interest_cache();
         // A local recorder must outlive its guard; one small leak a test.
         let recorder: &'static DebuggingRecorder = Box::leak(Box::new(DebuggingRecorder::new()));
         let snapshotter = recorder.snapshotter();
