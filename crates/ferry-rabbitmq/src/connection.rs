@@ -25,10 +25,12 @@ use crate::{
     topology,
 };
 
-/// A live connection and its generation (1 for the first, +1 per reconnection).
+/// A live connection, the node it is on (its URL, password redacted) and its generation (1 for
+/// the first, +1 per reconnection).
 #[derive(Clone)]
 pub(crate) struct Link {
     pub conn: Arc<Connection>,
+    pub node: Arc<str>,
     pub generation: u64,
 }
 
@@ -66,13 +68,14 @@ pub(crate) struct ConnectionManager {
 impl ConnectionManager {
     /// Connects once (an error is returned to the caller), then supervises.
     pub async fn start(options: Arc<RabbitMqOptions>) -> Result<Self, RabbitMqError> {
-        let conn = connect_once(&options).await?;
+        let (conn, node) = connect_any(&options).await?;
         if let Err(e) = declare_events_exchange(&conn, &options).await {
             let _ = conn.close(200, "topology failed".into()).await;
             return Err(e);
         }
         let link = Link {
             conn: Arc::new(conn),
+            node,
             generation: 1,
         };
         let (tx, rx) = watch::channel(LinkState::Up(link.clone()));
@@ -203,11 +206,10 @@ async fn supervise(
     shutdown: CancellationToken,
     last_generation: Arc<std::sync::atomic::AtomicU64>,
 ) {
-    let url = options.redacted_url();
     let mut link = first;
     loop {
         // Connected: wait until the connection drops or we are told to stop.
-        tracing::info!(url = %url, generation = link.generation, "connected to RabbitMQ");
+        tracing::info!(node = %link.node, generation = link.generation, "connected to RabbitMQ");
         let lost_reason = tokio::select! {
             _ = shutdown.cancelled() => {
                 close_quietly(&link.conn).await;
@@ -217,14 +219,15 @@ async fn supervise(
             reason = watch_connection(&link.conn) => reason,
         };
         let lost_at = Instant::now();
-        tracing::warn!(url = %url, reason = %lost_reason, "connection to RabbitMQ lost; reconnecting");
+        tracing::warn!(node = %link.node, reason = %lost_reason, "connection to RabbitMQ lost; reconnecting");
         tx.send_replace(LinkState::Down(lost_reason));
-        metrics::counter!("ferry_rabbitmq_connection_lost_total").increment(1);
+        metrics::counter!("ferry_rabbitmq_connection_lost_total", "node" => link.node.to_string())
+            .increment(1);
 
         // Reconnect with capped exponential backoff (and some jitter), until it works.
         let mut backoff = options.reconnect_min_backoff();
         let mut attempt: u32 = 0;
-        let conn = loop {
+        let (conn, node) = loop {
             tokio::select! {
                 _ = shutdown.cancelled() => {
                     tx.send_replace(LinkState::Closed);
@@ -233,8 +236,8 @@ async fn supervise(
                 _ = tokio::time::sleep(jitter(backoff)) => {}
             }
             attempt += 1;
-            match connect_once(&options).await {
-                Ok(conn) => break conn,
+            match connect_any(&options).await {
+                Ok(connected) => break connected,
                 Err(e) => {
                     tracing::warn!(attempt, error = %e, "reconnection attempt failed");
                     tx.send_replace(LinkState::Down(e.to_string()));
@@ -247,11 +250,12 @@ async fn supervise(
         }
         link = Link {
             conn: Arc::new(conn),
+            node,
             generation: link.generation + 1,
         };
         let took = lost_at.elapsed();
         tracing::info!(
-            url = %url,
+            node = %link.node,
             attempts = attempt,
             took_ms = took.as_millis() as u64,
             "reconnected to RabbitMQ"
@@ -299,9 +303,8 @@ fn jitter(d: Duration) -> Duration {
     d + d.mul_f64(f64::from(nanos % 1000) / 4000.0)
 }
 
-/// Parses the URL of `options` (errors never show the password).
-pub(crate) fn parse_uri(options: &RabbitMqOptions) -> Result<AMQPUri, RabbitMqError> {
-    let url = options.url();
+/// Parses the URL of one node (errors never show the password).
+pub(crate) fn parse_uri(options: &RabbitMqOptions, url: &str) -> Result<AMQPUri, RabbitMqError> {
     let mut uri: AMQPUri = url.parse().map_err(|e: String| RabbitMqError::InvalidUrl {
         url: redact_url(url),
         reason: scrub(&e, url),
@@ -337,12 +340,59 @@ fn tls_config(options: &RabbitMqOptions) -> Result<OwnedTLSConfig, RabbitMqError
     })
 }
 
-/// One connection attempt, bounded by the connect timeout.
-pub(crate) async fn connect_once(options: &RabbitMqOptions) -> Result<Connection, RabbitMqError> {
-    let uri = parse_uri(options)?;
+/// Connects to one of the nodes: each in turn, starting from one chosen at random (so that
+/// many processes spread over a cluster), until one takes the connection; the connection and
+/// the node's URL (password redacted). With every node failing, the error of the last, its
+/// reason listing every node's.
+pub(crate) async fn connect_any(
+    options: &RabbitMqOptions,
+) -> Result<(Connection, Arc<str>), RabbitMqError> {
+    let nodes = options.nodes();
+    let start =
+        usize::try_from(uuid::Uuid::new_v4().as_u128() % nodes.len().max(1) as u128).unwrap_or(0);
+    let mut failures = Vec::new();
+    let mut last = None;
+    for i in 0..nodes.len() {
+        let node = nodes[(start + i) % nodes.len()];
+        match connect_once(options, node).await {
+            Ok(conn) => {
+                if !failures.is_empty() {
+                    tracing::info!(node = %redact_url(node), failed = %failures.join("; "), "connected after other nodes failed");
+                }
+                return Ok((conn, Arc::from(redact_url(node))));
+            }
+            Err(e) => {
+                tracing::debug!(node = %redact_url(node), error = %e, "node refused the connection");
+                failures.push(match &e {
+                    RabbitMqError::Connect { url, reason } | RabbitMqError::Tls { url, reason } => {
+                        format!("{url}: {reason}")
+                    }
+                    RabbitMqError::ConnectTimeout { url, timeout_ms } => {
+                        format!("{url}: no answer within {timeout_ms} ms")
+                    }
+                    other => other.to_string(),
+                });
+                last = Some(e);
+            }
+        }
+    }
+    Err(match last {
+        Some(_) if nodes.len() > 1 => RabbitMqError::Connect {
+            url: options.redacted_url(),
+            reason: format!("no node took the connection: {}", failures.join("; ")),
+        },
+        Some(e) => e,
+        None => RabbitMqError::InvalidOption("no broker URL is given".to_owned()),
+    })
+}
+
+/// One connection attempt to the node `url`, bounded by the connect timeout.
+async fn connect_once(options: &RabbitMqOptions, url: &str) -> Result<Connection, RabbitMqError> {
+    let uri = parse_uri(options, url)?;
     let host = uri.authority.host.clone();
     let tls = tls_config(options)?;
-    let url = options.redacted_url();
+    let secret_url = url;
+    let url = redact_url(url);
     let properties = ConnectionProperties::default()
         .with_connection_name(options.connection_name().into())
         .with_client_property("product".into(), "ferry".into());
@@ -354,7 +404,7 @@ pub(crate) async fn connect_once(options: &RabbitMqOptions) -> Result<Connection
     match tokio::time::timeout(options.connect_timeout(), attempt).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => {
-            let reason = scrub(&error_chain(&e), options.url());
+            let reason = scrub(&error_chain(&e), secret_url);
             Err(match tls_problem(&reason, &host) {
                 Some(reason) => RabbitMqError::Tls { url, reason },
                 None => RabbitMqError::Connect { url, reason },

@@ -163,6 +163,15 @@ impl RabbitMq {
         self.inner.connection.current().is_some()
     }
 
+    /// The node the connection is on now (its URL, password redacted), if it is up: one of
+    /// [`RabbitMqOptions::nodes`].
+    pub fn node(&self) -> Option<String> {
+        self.inner
+            .connection
+            .current()
+            .map(|link| link.node.to_string())
+    }
+
     /// How many times the connection was lost and re-established since
     /// [`RabbitMq::connect`].
     pub fn reconnections(&self) -> u64 {

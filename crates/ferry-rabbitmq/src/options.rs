@@ -292,8 +292,47 @@ impl RabbitMqOptions {
     }
 
     /// The URL, password included: keep it out of logs; use [`RabbitMqOptions::redacted_url`].
+    /// A comma-separated list names the nodes of one cluster (see [`RabbitMqOptions::nodes`]).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The nodes to connect to: the URL, or each URL of a comma-separated list (the nodes of
+    /// one cluster, each with its own scheme, credentials and TLS). Connecting and every
+    /// reconnection try them in turn from a node chosen at random, so that many processes
+    /// spread over the cluster. A comma inside a password must be percent-encoded (`%2C`).
+    ///
+    /// ```
+    /// use ferry_rabbitmq::RabbitMqOptions;
+    ///
+    /// let options = RabbitMqOptions::new("amqp://app:pw@rabbit-1:5672/%2f")
+    ///     .with_nodes(["amqp://app:pw@rabbit-1:5672/%2f", "amqps://app:pw@rabbit-2:5671/%2f"]);
+    /// assert_eq!(options.nodes().len(), 2);
+    /// assert_eq!(
+    ///     options.redacted_url(),
+    ///     "amqp://app:***@rabbit-1:5672/%2f,amqps://app:***@rabbit-2:5671/%2f"
+    /// );
+    /// ```
+    pub fn nodes(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|node| !node.is_empty())
+            .collect()
+    }
+
+    /// Sets the nodes of a cluster to connect to (see [`RabbitMqOptions::nodes`]).
+    pub fn with_nodes<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.url = nodes
+            .into_iter()
+            .map(|node| node.as_ref().trim().to_owned())
+            .collect::<Vec<_>>()
+            .join(",");
+        self
     }
 
     /// The URL with its password replaced by `***`.
@@ -389,7 +428,15 @@ impl RabbitMqOptions {
     /// Checks the options: a parseable `amqp://` or `amqps://` URL, names within AMQP's 255
     /// bytes, a non-zero confirm timeout, a non-zero queue sample interval.
     pub fn validate(&self) -> Result<(), RabbitMqError> {
-        crate::connection::parse_uri(self)?;
+        let nodes = self.nodes();
+        if nodes.is_empty() {
+            return Err(RabbitMqError::InvalidOption(
+                "no broker URL is given".to_owned(),
+            ));
+        }
+        for node in nodes {
+            crate::connection::parse_uri(self, node)?;
+        }
         if self.exchange.len() > 255 {
             return Err(RabbitMqError::InvalidOption(format!(
                 "exchange name `{}` is longer than 255 bytes",

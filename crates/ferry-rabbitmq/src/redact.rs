@@ -14,6 +14,10 @@
 /// assert_eq!(redact_url("amqp://rabbit/%2f"), "amqp://rabbit/%2f");
 /// ```
 pub fn redact_url(url: &str) -> String {
+    // A comma-separated list names the nodes of a cluster: each is redacted.
+    if url.contains(',') {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
     match split_userinfo(url) {
         Some(parts) => format!(
             "{}{}:***{}",
@@ -53,6 +57,11 @@ fn split_userinfo(url: &str) -> Option<Userinfo> {
 /// Replaces every occurrence of the URL's password (raw and percent-decoded) in `text` with
 /// `***`: for error texts that came from elsewhere.
 pub(crate) fn scrub(text: &str, url: &str) -> String {
+    if url.contains(',') {
+        return url
+            .split(',')
+            .fold(text.to_owned(), |text, node| scrub(&text, node));
+    }
     let mut out = text.replace(url, &redact_url(url));
     for secret in password_forms(url) {
         if secret.len() >= 3 {
