@@ -136,6 +136,26 @@ async fn count(conn: &mut sqlx::PgConnection, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(conn).await.unwrap()
 }
 
+const EVIL_BODY: &str = "<img src=x onerror=\"document.title='pwned'\"><b>bold?</b>";
+
+/// A dead letter whose body, header and fault message are markup.
+fn evil_dead_letter() -> ferry::DeadLetter {
+    let mut message = ferry::wire::WireMessage {
+        body: EVIL_BODY.as_bytes().to_vec().into(),
+        ..Default::default()
+    };
+    message.headers.insert(
+        "x-evil".into(),
+        "<script>document.title='pwned'</script>".into(),
+    );
+    let fault = ferry::Fault {
+        original_queue: Some("<b>queue</b>".into()),
+        ..ferry::Fault::new(ferry::FaultKind::Handler, "<img src=y onerror=alert(1)>")
+    };
+    fault.apply_to(&mut message);
+    ferry::DeadLetter::from_message(message, "evil")
+}
+
 /// Takes the replayed messages (by id) off the demo's queue again, leaving anything else.
 async fn take_back(queue: &str, ids: &[String]) -> usize {
     use lapin::options::{BasicAckOptions, BasicGetOptions};
@@ -294,6 +314,35 @@ fn sign_in_see_the_group_open_a_message_and_replay_it() {
             t == "No dead letters."
         })
         .await;
+
+        // A dead letter that carries markup: the page shows it as text and runs nothing.
+        let evil = evil_dead_letter();
+        let evil_id =
+            ferry::sql::DeadLetterStore::<ferry::postgres::Postgres>::record_in(&mut conn, &evil)
+                .await
+                .unwrap();
+        browser
+            .goto(&format!("{base}/#/message/{evil_id}"))
+            .await
+            .unwrap();
+        text_until(&browser, "#body", "the markup as text", |t| t == EVIL_BODY).await;
+        let injected = browser
+            .execute(
+                "return [document.querySelectorAll('#view img, #view script, #view b').length, \
+                 document.title];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(injected, json!([0, "ferry console"]));
+        let headers = text_until(&browser, "#headers", "the header as text", |t| {
+            t.contains("x-evil")
+        })
+        .await;
+        assert!(
+            headers.contains("<script>document.title='pwned'</script>"),
+            "{headers}"
+        );
         browser.close().await.unwrap();
 
         // The database agrees, and the action is audited.
