@@ -76,6 +76,7 @@ CREATE TABLE ferry_dead_letters (
 );
 CREATE INDEX ferry_dead_letters_group_idx ON ferry_dead_letters (status, group_key, failed_at);
 CREATE INDEX ferry_dead_letters_failed_at_idx ON ferry_dead_letters (failed_at);
+CREATE INDEX ferry_dead_letters_queue_idx ON ferry_dead_letters (queue);
 
 CREATE TABLE ferry_audit (
     id     INTEGER PRIMARY KEY AUTOINCREMENT,
