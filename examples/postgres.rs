@@ -89,7 +89,7 @@ pub async fn change_price(
     sqlx::query("INSERT INTO catalog_prices (sku, cents) VALUES ($1, $2) ON CONFLICT (sku) DO UPDATE SET cents = $2")
         .bind(sku)
         .bind(amount_cents)
-        .execute(&mut *tx) // the transaction's connection
+        .execute(tx.db()) // the transaction's connection
         .await?;
     let event_id = tx
         .add(&PriceChanged {
@@ -179,7 +179,7 @@ async fn consumers(
         .bind("pricing.price.applied")
         .retry(retry)
         .dead_letter(&queues.dead_letters)
-        .handle::<PriceApplied>(move |event: PriceApplied, ctx: MessageContext| {
+        .handle_fn::<PriceApplied, _>(move |event, ctx| {
             let (pool, inbox, audited) = (pool.clone(), inbox.clone(), audited.clone());
             async move {
                 let sku = event.sku.clone();

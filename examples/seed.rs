@@ -8,10 +8,6 @@
 //! The README quotes this file; a test checks that every Rust block of the README appears here
 //! word for word, so what the README shows is what CI compiles.
 
-// `&mut *tx` is sqlx's idiom for "this transaction's connection"; it reads the same whether the
-// function takes a connection or an executor.
-#![allow(clippy::explicit_auto_deref)]
-
 use std::time::Duration;
 
 use ferry::{
@@ -155,7 +151,7 @@ impl RequestHandler<CreateOrderCommand> for CreateOrderCommandHandler {
         .bind(&order.order_id)
         .bind(&order.customer_email)
         .bind(order.total_amount)
-        .execute(&mut *tx)
+        .execute(tx.db())
         .await?;
         // Add to outbox (same transaction)
         tx.add_with(&order, ctx.publish_options()).await?;

@@ -1,9 +1,8 @@
 //! `mediator`: `Mediator::send` with no behaviors against calling the handler directly.
 //!
 //! The handler finishes at once, so each future is polled to completion once with a no-op
-//! waker: what is measured is dispatch, not a runtime's scheduling (as in ferry-mediator's
-//! criterion bench `benches/mediator.rs`). Both sides build a fresh `RequestContext` per call
-//! (`send` makes one). Each round runs in ten timed chunks and counts its median chunk,
+//! waker: what is measured is dispatch, not a runtime's scheduling. Both sides build a fresh
+//! `RequestContext` per call (`send` makes one). Each round runs in ten timed chunks and counts its median chunk,
 //! so a chunk the scheduler interrupted does not count. `per_s` is calls a second; the
 //! overhead is ns per `send` minus ns per direct call.
 

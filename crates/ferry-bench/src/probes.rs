@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use ferry::{
     PublishError,
     plumbing::{
-        Inbox, InboxError, OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStore,
+        ClaimedOutboxRow, Inbox, InboxError, OutboxError, OutboxFailure, OutboxStats, OutboxStore,
         PublishBatch, PublishTransport,
     },
 };
@@ -112,7 +112,7 @@ impl<S: OutboxStore> OutboxStore for TimedStore<S> {
         &self,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<OutboxMessage>, OutboxError> {
+    ) -> Result<Vec<ClaimedOutboxRow>, OutboxError> {
         let started = Instant::now();
         let rows = self.inner.claim(limit, lease).await?;
         if !rows.is_empty() {

@@ -9,8 +9,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    DeadLetter, HandlerError, Inbox, IntegrationEvent, IntegrationEventHandler, Limits, Pipeline,
-    RetryPolicy,
+    DeadLetter, HandlerError, Inbox, IntegrationEvent, IntegrationEventHandler, Limits,
+    MessageContext, Pipeline, RetryPolicy,
     transactional::{TransactionalHandler, TransactionalStore},
 };
 
@@ -302,6 +302,46 @@ impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
             self.spec.duplicate_handlers.push(E::NAME.to_owned());
         }
         self
+    }
+
+    /// Registers a closure as the handler for event type `E`, its arguments' types inferred:
+    /// `.handle_fn::<E, _>(|event, ctx| async move { … })`. ([`ConsumerBuilder::handle`]
+    /// takes any [`IntegrationEventHandler`], so a closure given to it must name its
+    /// arguments' types.)
+    ///
+    /// ```
+    /// use ferry_core::{HandlerError, memory::MemoryBus};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, ferry_macros::IntegrationEvent)]
+    /// # #[event(name = "orders.order.created")]
+    /// # struct OrderCreated { order_id: String }
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = MemoryBus::new("app.events");
+    /// let consumer = bus
+    ///     .consumer("inventory.order-created")
+    ///     .bind("orders.order.created")
+    ///     .dead_letter("app.dlx")
+    ///     .handle_fn::<OrderCreated, _>(|event, ctx| async move {
+    ///         tracing::info!(order_id = %event.order_id, id = ctx.message_id(), "reserving");
+    ///         Ok::<_, HandlerError>(())
+    ///     })
+    ///     .start()
+    ///     .await?;
+    /// # consumer.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn handle_fn<E, Fut>(
+        self,
+        handler: impl Fn(E, MessageContext) -> Fut + Send + Sync + 'static,
+    ) -> Self
+    where
+        E: IntegrationEvent,
+        Fut: Future<Output = Result<(), HandlerError>> + Send,
+    {
+        self.handle::<E>(handler)
     }
 
     /// Registers a transactional handler for event type `E`: ferry begins a transaction of

@@ -41,8 +41,8 @@ pub use handler::{FailureKind, HandlerError, IntegrationEventHandler, MessageCon
 pub use inbox::{Inbox, InboxError};
 pub use mediator::{Mediator, MediatorError, RequestContext};
 pub use outbox::{
-    OutboxError, OutboxFailure, OutboxMessage, OutboxRecord, OutboxRow, OutboxStats, OutboxStatus,
-    OutboxStore,
+    ClaimedOutboxRow, NewOutboxRow, OutboxError, OutboxFailure, OutboxRow, OutboxStats,
+    OutboxStatus, OutboxStore,
 };
 pub use pipeline::{Decision, Delivery, Limits, Pipeline};
 pub use publisher::{

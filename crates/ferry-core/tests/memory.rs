@@ -447,7 +447,7 @@ impl OutboxStore for MarkFailsOnce {
         &self,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<ferry_core::OutboxMessage>, ferry_core::OutboxError> {
+    ) -> Result<Vec<ferry_core::ClaimedOutboxRow>, ferry_core::OutboxError> {
         self.inner.claim(limit, lease).await
     }
     async fn mark_published(&self, ids: &[String]) -> Result<(), ferry_core::OutboxError> {
@@ -597,7 +597,7 @@ impl OutboxStore for OneConnection {
         &self,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<ferry_core::OutboxMessage>, ferry_core::OutboxError> {
+    ) -> Result<Vec<ferry_core::ClaimedOutboxRow>, ferry_core::OutboxError> {
         let _connection = self.connection().await?;
         self.inner.claim(limit, lease).await
     }
@@ -679,7 +679,7 @@ impl OutboxStore for ClaimsWhilePublishing {
         &self,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<ferry_core::OutboxMessage>, ferry_core::OutboxError> {
+    ) -> Result<Vec<ferry_core::ClaimedOutboxRow>, ferry_core::OutboxError> {
         // A claim takes a moment, as a database's does; it counts if a batch was publishing
         // when it began or when it ended.
         let publishing_before = self.publisher.now.load(Ordering::SeqCst) > 0;

@@ -1,11 +1,7 @@
 //! Telemetry without an OpenTelemetry layer: the spans and their fields as `tracing` sees
 //! them, a traceparent travelling unchanged, the traceparent format, destinations and health.
 
-use std::{
-    collections::BTreeMap,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
 use ferry_core::{
     CancellationToken, ConsumerHandle, HandlerError, MessageContext, OutboxRelay, OutboxStats,
@@ -13,14 +9,10 @@ use ferry_core::{
     memory::{MemoryBus, MemoryOutbox},
     telemetry::{self, Health, TraceParent},
 };
+use ferry_testkit::watch::Capture;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
-use tracing::{
-    Subscriber,
-    field::{Field, Visit},
-    span::{Attributes, Id, Record},
-};
-use tracing_subscriber::{Layer, layer::Context, layer::SubscriberExt, registry::LookupSpan};
+use tracing_subscriber::layer::SubscriberExt;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ferry_macros::IntegrationEvent)]
 #[serde(rename_all = "camelCase")]
@@ -37,61 +29,6 @@ struct StockReserved {
 }
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-#[derive(Debug, Clone, Default)]
-struct CapturedSpan {
-    name: String,
-    parent: Option<String>,
-    fields: BTreeMap<String, String>,
-}
-
-/// Records every span with its fields and its parent's name.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<BTreeMap<u64, CapturedSpan>>>);
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-}
-
-impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut span = CapturedSpan {
-            name: attrs.metadata().name().to_owned(),
-            parent: ctx
-                .span(id)
-                .and_then(|s| s.parent())
-                .map(|p| p.name().to_owned()),
-            ..CapturedSpan::default()
-        };
-        attrs.record(&mut Fields(&mut span.fields));
-        self.0.lock().unwrap().insert(id.into_u64(), span);
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, _ctx: Context<'_, S>) {
-        if let Some(span) = self.0.lock().unwrap().get_mut(&id.into_u64()) {
-            values.record(&mut Fields(&mut span.fields));
-        }
-    }
-}
-
-impl Capture {
-    fn named(&self, name: &str) -> Vec<CapturedSpan> {
-        self.0
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|s| s.name == name)
-            .cloned()
-            .collect()
-    }
-}
 
 async fn recv<T>(rx: &mut mpsc::UnboundedReceiver<T>) -> T {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
@@ -204,17 +141,14 @@ async fn a_traceparent_travels_unchanged_and_spans_carry_the_messaging_fields() 
     assert_eq!(handles.len(), 2);
     for handle in &handles {
         assert_eq!(handle.parent.as_deref(), Some("ferry.consume"));
-        assert_eq!(
-            handle.fields.get("otel.kind").map(String::as_str),
-            Some("internal")
-        );
+        assert_eq!(handle.field("otel.kind"), Some("internal"));
     }
     let batches = capture.named("ferry.relay.batch");
     assert!(!batches.is_empty());
     assert!(batches.iter().all(|b| {
-        b.fields.get("otel.kind").map(String::as_str) == Some("internal")
+        b.field("otel.kind") == Some("internal")
             && b.fields.contains_key("ferry.claimed")
-            && b.fields.get("ferry.published").map(String::as_str) == Some("1")
+            && b.field("ferry.published") == Some("1")
     }));
     // Each relay batch published through the one publish path: a `ferry.publish` span
     // (client, send) under the batch, one per batch.
@@ -222,15 +156,15 @@ async fn a_traceparent_travels_unchanged_and_spans_carry_the_messaging_fields() 
     assert_eq!(publishes.len(), batches.len(), "{publishes:?}");
     assert!(publishes.iter().all(|p| {
         p.parent.as_deref() == Some("ferry.relay.batch")
-            && p.fields.get("otel.kind").map(String::as_str) == Some("client")
-            && p.fields.get("messaging.operation.type").map(String::as_str) == Some("send")
+            && p.field("otel.kind") == Some("client")
+            && p.field("messaging.operation.type") == Some("send")
     }));
     let order_publish = publishes
         .iter()
         .find(|p| p.fields.get("messaging.message.id") == Some(&order_id))
         .expect("the order's publish span");
     assert_eq!(
-        order_publish.fields.get("otel.name").map(String::as_str),
+        order_publish.field("otel.name"),
         Some("publish myapp.events:orders.order.created")
     );
     // No OpenTelemetry layer: no creation span was made.
@@ -258,7 +192,7 @@ fn publish_spans_describe_the_message() {
     let f = |i: usize, name: &str| spans[i].fields.get(name).cloned();
     let first = spans
         .iter()
-        .position(|s| s.fields.get("messaging.message.id").map(String::as_str) == Some("m-1"))
+        .position(|s| s.field("messaging.message.id") == Some("m-1"))
         .unwrap();
     let second = 1 - first;
     assert_eq!(

@@ -263,12 +263,12 @@ where
 pub(crate) type Chain = Arc<[Arc<dyn DynBehavior>]>;
 
 /// A request type's behaviors and its handler, as [`Next`] runs them.
-pub(crate) struct Pipeline {
+pub(crate) struct BehaviorChain {
     pub(crate) chain: Chain,
     pub(crate) terminal: Arc<dyn Terminal>,
 }
 
-impl Pipeline {
+impl BehaviorChain {
     /// The whole pipeline, from its outermost behavior.
     pub(crate) fn start(&self) -> Next {
         Next {

@@ -10,7 +10,7 @@ use super::{
     Behavior, Mediator, MediatorError, Notification, NotificationHandler, PublishStrategy,
     RequestBehavior, RequestHandler, RequestKind, StreamHandler, StreamRequest, Validate,
     ValidationBehavior,
-    behavior::{DynBehavior, ForRequest, Generic, HandlerTerminal, Pipeline},
+    behavior::{BehaviorChain, DynBehavior, ForRequest, Generic, HandlerTerminal},
     dispatch::{Inner, RequestRoute, StreamRoute},
     notification::NotificationRoute,
     request::{DynRequestHandler, HandlerService, Request, RequestInfo},
@@ -36,6 +36,7 @@ pub struct MediatorBuilder {
     notifications: TypeMap<PendingNotification>,
     behaviors: Vec<BehaviorEntry>,
     strategy: PublishStrategy,
+    observers: Vec<Arc<dyn crate::NotificationObserver>>,
 }
 
 struct BehaviorEntry {
@@ -77,13 +78,13 @@ impl<R: Request> PendingRequest for Pending<R> {
     }
 
     fn finish(self: Box<Self>, chain: Vec<Arc<dyn DynBehavior>>) -> Box<dyn Any + Send + Sync> {
-        let pipeline = if chain.is_empty() {
+        let behaviors = if chain.is_empty() {
             None
         } else {
             let terminal = Arc::new(HandlerTerminal {
                 handler: Arc::clone(&self.handler),
             });
-            Some(Pipeline {
+            Some(BehaviorChain {
                 chain: Arc::from(chain),
                 terminal,
             })
@@ -91,7 +92,7 @@ impl<R: Request> PendingRequest for Pending<R> {
         Box::new(RequestRoute {
             info: self.info,
             handler: self.handler,
-            pipeline,
+            behaviors,
         })
     }
 }
@@ -173,6 +174,12 @@ impl MediatorBuilder {
     /// [`Mediator::publish_using`] chooses for one publish.
     pub fn publish_strategy(mut self, strategy: PublishStrategy) -> Self {
         self.strategy = strategy;
+        self
+    }
+
+    /// Adds an observer of every notification published (see [`NotificationObserver`](crate::NotificationObserver)).
+    pub fn observe_notifications(mut self, observer: impl crate::NotificationObserver) -> Self {
+        self.observers.push(Arc::new(observer));
         self
     }
 
@@ -276,6 +283,7 @@ impl MediatorBuilder {
                     .map(|(id, pending)| (id, pending.route))
                     .collect(),
                 strategy: self.strategy,
+                observers: self.observers,
                 behaviors: self.behaviors.len(),
                 notification_handlers,
             }),

@@ -13,7 +13,7 @@ use futures::{StreamExt, future::BoxFuture};
 use super::{
     AnyRequest, MediatorBuilder, MediatorError, Notification, PublishStrategy, RequestContext,
     ResponseStream, StreamRequest,
-    behavior::{Pipeline, downcast_output},
+    behavior::{BehaviorChain, downcast_output},
     notification::NotificationRoute,
     request::{DynRequestHandler, Request, RequestInfo},
     stream::{Cancellable, DynStreamHandler},
@@ -56,6 +56,7 @@ pub(crate) struct Inner {
     /// `NotificationRoute<N>` by `TypeId::of::<N>()`.
     pub(crate) notifications: TypeMap<Box<dyn Any + Send + Sync>>,
     pub(crate) strategy: PublishStrategy,
+    pub(crate) observers: Vec<Arc<dyn crate::NotificationObserver>>,
     pub(crate) behaviors: usize,
     pub(crate) notification_handlers: usize,
 }
@@ -64,7 +65,7 @@ pub(crate) struct Inner {
 pub(crate) struct RequestRoute<R: Request> {
     pub(crate) info: RequestInfo,
     pub(crate) handler: Arc<dyn DynRequestHandler<R>>,
-    pub(crate) pipeline: Option<Pipeline>,
+    pub(crate) behaviors: Option<BehaviorChain>,
 }
 
 impl<R: Request> RequestRoute<R> {
@@ -85,7 +86,7 @@ impl<R: Request> RequestRoute<R> {
     }
 
     async fn run(&self, request: R, ctx: RequestContext) -> Result<R::Output, MediatorError> {
-        match &self.pipeline {
+        match &self.behaviors {
             None => self.handler.call(request, ctx).await,
             Some(pipeline) => {
                 let output = pipeline
@@ -142,7 +143,7 @@ impl Mediator {
             match self.request_route::<R>() {
                 Err(error) => Box::pin(std::future::ready(Err(error))),
                 // The fast path: the handler's own future and nothing else.
-                Ok(route) if route.pipeline.is_none() && ctx.cancellation().is_none() => {
+                Ok(route) if route.behaviors.is_none() && ctx.cancellation().is_none() => {
                     route.handler.call(request, ctx)
                 }
                 Ok(route) => Box::pin(route.dispatch(request, ctx)),
@@ -184,6 +185,23 @@ impl Mediator {
     ///
     /// As [`publish_with`](Self::publish_with).
     pub async fn publish_using<N: Notification>(
+        &self,
+        notification: N,
+        ctx: RequestContext,
+        strategy: PublishStrategy,
+    ) -> Result<(), MediatorError> {
+        if self.inner.observers.is_empty() {
+            return self.publish_routed(notification, ctx, strategy).await;
+        }
+        let observed = ctx.clone();
+        let result = self.publish_routed(notification, ctx, strategy).await;
+        for observer in &self.inner.observers {
+            observer.published(type_name::<N>(), &observed, result.as_ref().copied());
+        }
+        result
+    }
+
+    async fn publish_routed<N: Notification>(
         &self,
         notification: N,
         ctx: RequestContext,

@@ -99,7 +99,7 @@ pub use builder::MediatorBuilder;
 pub use context::{Cause, Propagation, RequestContext, RequestId};
 pub use dispatch::Mediator;
 pub use error::{BoxError, MediatorError, NotificationFailure};
-pub use notification::{Notification, NotificationHandler, PublishStrategy};
+pub use notification::{Notification, NotificationHandler, NotificationObserver, PublishStrategy};
 pub use request::{Request, RequestHandler, RequestInfo, RequestKind};
 pub use stream::{ResponseStream, StreamHandler, StreamRequest};
 /// The token that cancels a request ([`RequestContext::with_cancellation`]).

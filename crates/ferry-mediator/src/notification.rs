@@ -8,7 +8,7 @@ use super::{BoxError, MediatorError, NotificationFailure, RequestContext};
 
 /// An in-process domain event: any number of handlers receive a copy (none is fine too).
 ///
-/// Unlike an [`IntegrationEvent`](crate::IntegrationEvent) it never leaves the process; a
+/// Unlike an integration event (ferry's `IntegrationEvent`) it never leaves the process; a
 /// notification handler that must tell other bounded contexts adds an integration event to the
 /// outbox.
 ///
@@ -193,4 +193,44 @@ impl<N: Notification> NotificationRoute<N> {
             })
         }
     }
+}
+
+/// Sees every notification published, after its handlers ran: its type name
+/// (`std::any::type_name`), its context and the result. Behaviors do not wrap notifications;
+/// an observer is how a test harness or an audit log sees them. Register one with
+/// [`MediatorBuilder::observe_notifications`](crate::MediatorBuilder::observe_notifications).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use ferry_mediator::{Mediator, MediatorError, Notification, NotificationObserver, RequestContext};
+///
+/// #[derive(Clone)]
+/// struct OrderShipped;
+/// impl Notification for OrderShipped {}
+///
+/// #[derive(Default, Clone)]
+/// struct Seen(Arc<Mutex<Vec<&'static str>>>);
+///
+/// impl NotificationObserver for Seen {
+///     fn published(&self, notification: &'static str, _: &RequestContext, _: Result<(), &MediatorError>) {
+///         self.0.lock().unwrap_or_else(|e| e.into_inner()).push(notification);
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), MediatorError> {
+/// let seen = Seen::default();
+/// let mediator = Mediator::builder().observe_notifications(seen.clone()).build()?;
+/// mediator.publish(OrderShipped).await?; // no handler: observed all the same
+/// assert_eq!(seen.0.lock().unwrap_or_else(|e| e.into_inner()).len(), 1);
+/// # Ok(()) }
+/// ```
+pub trait NotificationObserver: Send + Sync + 'static {
+    /// `notification` was published with `ctx`; its handlers returned `result`.
+    fn published(
+        &self,
+        notification: &'static str,
+        ctx: &RequestContext,
+        result: Result<(), &MediatorError>,
+    );
 }

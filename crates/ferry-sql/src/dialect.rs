@@ -3,13 +3,14 @@
 //! database implements [`Dialect`] in a module of its own (`postgres`, `sqlite`); nothing else
 //! in the crate names a database.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ferry_core::{OutboxFailure, OutboxRecord, OutboxStats, outbox::OutboxOptions};
+use ferry_core::{OutboxFailure, OutboxStats, outbox::OutboxOptions};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::statement::{Arg, Statements};
 use crate::wakeup::Wakeup;
 
 /// The database's connection type (`PgConnection`, `SqliteConnection`).
@@ -23,6 +24,39 @@ pub type Tx<D> = sqlx::Transaction<'static, <D as Dialect>::Db>;
 
 /// A row the database returned.
 pub type Row<D> = <<D as Dialect>::Db as sqlx::Database>::Row;
+
+/// A statement running on the database.
+pub type Ran<'a, T> = futures::future::BoxFuture<'a, Result<T, sqlx::Error>>;
+
+/// Implements [`Dialect::run_script`], [`Dialect::execute`] and [`Dialect::fetch_all`] with
+/// sqlx for a database whose connection and row types are given, binding each [`Arg`] with
+/// `bind`. The dialects differ only in how they bind.
+macro_rules! run_statements {
+    ($conn:ty, $row:ty, $bind:path) => {
+        fn run_script<'a>(conn: &'a mut $conn, sql: &'static str) -> $crate::dialect::Ran<'a, ()> {
+            // The simple query protocol: several statements in one script.
+            Box::pin(async move { sqlx::Executor::execute(conn, sql).await.map(drop) })
+        }
+
+        fn execute<'a>(
+            conn: &'a mut $conn,
+            sql: &'a str,
+            args: &'a [$crate::dialect::Arg<'a>],
+        ) -> $crate::dialect::Ran<'a, u64> {
+            let query = args.iter().fold(sqlx::query(sql), $bind);
+            Box::pin(async move { Ok(query.execute(conn).await?.rows_affected()) })
+        }
+
+        fn fetch_all<'a>(
+            conn: &'a mut $conn,
+            sql: &'a str,
+            args: &'a [$crate::dialect::Arg<'a>],
+        ) -> $crate::dialect::Ran<'a, Vec<$row>> {
+            Box::pin(args.iter().fold(sqlx::query(sql), $bind).fetch_all(conn))
+        }
+    };
+}
+pub(crate) use run_statements;
 
 /// One of ferry's migrations: its version, what it does, its SQL.
 #[derive(Debug)]
@@ -90,37 +124,25 @@ pub trait Dialect: Sized + Send + Sync + 'static + std::fmt::Debug + Clone + Cop
     async fn begin_migrations(pool: &Pool<Self>) -> Result<Tx<Self>, sqlx::Error>;
 
     /// Runs a script of several statements.
-    async fn run_script(conn: &mut Conn<Self>, sql: &'static str) -> Result<(), sqlx::Error>;
+    fn run_script<'a>(conn: &'a mut Conn<Self>, sql: &'static str) -> Ran<'a, ()>;
 
-    /// The versions applied.
-    async fn applied_versions(conn: &mut Conn<Self>) -> Result<Vec<i64>, sqlx::Error>;
+    // -- running statements --
 
-    /// Records a migration as applied.
-    async fn record_migration(
-        conn: &mut Conn<Self>,
-        migration: &Migration,
-    ) -> Result<(), sqlx::Error>;
+    /// The statements whose text differs between databases; the store binds their arguments
+    /// and reads their rows the same way on every database (`statement.rs`).
+    const SQL: &'static Statements;
 
-    // -- the outbox --
+    /// Runs `sql` with `args`; the rows it changed.
+    fn execute<'a>(conn: &'a mut Conn<Self>, sql: &'a str, args: &'a [Arg<'a>]) -> Ran<'a, u64>;
 
-    /// Inserts a row; `leased` to a relay (the lease, the relay's id) when it is handed over.
-    async fn insert(
-        conn: &mut Conn<Self>,
-        row: &OutboxRecord,
-        leased: Option<(Duration, &str)>,
-    ) -> Result<(), sqlx::Error>;
+    /// Runs `sql` with `args`; the rows it returned.
+    fn fetch_all<'a>(
+        conn: &'a mut Conn<Self>,
+        sql: &'a str,
+        args: &'a [Arg<'a>],
+    ) -> Ran<'a, Vec<Row<Self>>>;
 
-    /// Claims up to `limit` due rows for `relay`, leased for `lease`; the rows hold the columns
-    /// [`crate::outbox::rows::claimed`] reads.
-    async fn claim(
-        pool: &Pool<Self>,
-        limit: i64,
-        lease: Duration,
-        relay: &str,
-    ) -> Result<Vec<Row<Self>>, sqlx::Error>;
-
-    /// Marks rows published.
-    async fn mark_published(pool: &Pool<Self>, ids: &[String]) -> Result<(), sqlx::Error>;
+    // -- what differs beyond the SQL text --
 
     /// Records failed publishes of rows `relay` holds; returns the ids of rows now dead.
     async fn mark_failed(
@@ -130,50 +152,8 @@ pub trait Dialect: Sized + Send + Sync + 'static + std::fmt::Debug + Clone + Cop
         relay: &str,
     ) -> Result<Vec<String>, sqlx::Error>;
 
-    /// Gives back rows `relay` holds, without counting an attempt.
-    async fn release(pool: &Pool<Self>, ids: &[String], relay: &str) -> Result<(), sqlx::Error>;
-
     /// Counts rows by status.
     async fn stats(pool: &Pool<Self>) -> Result<OutboxStats, sqlx::Error>;
-
-    /// Rows, newest first, with the columns [`crate::outbox::rows::listed`] reads.
-    async fn list(
-        pool: &Pool<Self>,
-        status: Option<&'static str>,
-        limit: i64,
-    ) -> Result<Vec<Row<Self>>, sqlx::Error>;
-
-    /// One row, with the columns [`crate::outbox::rows::listed`] reads.
-    async fn row(pool: &Pool<Self>, id: &str) -> Result<Option<Row<Self>>, sqlx::Error>;
-
-    /// Brings a dead or pending row back to pending, due now; whether one was.
-    async fn retry(pool: &Pool<Self>, id: &str) -> Result<bool, sqlx::Error>;
-
-    /// Brings every dead row back; their ids in the order they were added.
-    async fn retry_all_dead(pool: &Pool<Self>) -> Result<Vec<String>, sqlx::Error>;
-
-    /// Deletes at most `batch` rows published more than `age` ago; how many.
-    async fn delete_published(
-        pool: &Pool<Self>,
-        age: Duration,
-        batch: i64,
-    ) -> Result<u64, sqlx::Error>;
-
-    // -- the inbox --
-
-    /// Inserts the inbox row; `false` when it is already there.
-    async fn insert_inbox(
-        conn: &mut Conn<Self>,
-        consumer: &str,
-        message_id: &str,
-    ) -> Result<bool, sqlx::Error>;
-
-    /// Whether the inbox row is there.
-    async fn inbox_contains(
-        pool: &Pool<Self>,
-        consumer: &str,
-        message_id: &str,
-    ) -> Result<bool, sqlx::Error>;
 
     /// Of the sorted pairs (`consumers[i]`, `ids[i]`), those the inbox holds
     /// ([`Dialect::GROUPS_INBOX_CALLS`] only).
@@ -190,10 +170,6 @@ pub trait Dialect: Sized + Send + Sync + 'static + std::fmt::Debug + Clone + Cop
         consumers: &[&str],
         ids: &[&str],
     ) -> Result<Vec<(String, String)>, sqlx::Error>;
-
-    /// Deletes at most `batch` inbox rows processed more than `age` ago; how many.
-    async fn delete_inbox(pool: &Pool<Self>, age: Duration, batch: i64)
-    -> Result<u64, sqlx::Error>;
 
     // -- reading columns whose types differ --
 

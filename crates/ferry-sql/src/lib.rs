@@ -33,6 +33,7 @@ mod dialect;
 mod inbox;
 mod migrate;
 mod outbox;
+mod statement;
 mod wakeup;
 
 #[cfg(feature = "postgres")]

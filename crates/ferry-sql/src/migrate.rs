@@ -3,6 +3,7 @@
 //! transaction that concurrent runs wait for.
 
 use crate::dialect::{Dialect, Pool};
+use crate::statement;
 
 /// ferry's migration history table (never the application's `_sqlx_migrations`).
 pub const MIGRATIONS_TABLE: &str = "ferry_migrations";
@@ -44,7 +45,9 @@ pub async fn migrate<D: Dialect>(pool: &Pool<D>) -> Result<(), MigrateError> {
     D::run_script(&mut tx, D::HISTORY_TABLE)
         .await
         .map_err(fail(0))?;
-    let applied = D::applied_versions(&mut tx).await.map_err(fail(0))?;
+    let applied = statement::applied_versions::<D>(&mut tx)
+        .await
+        .map_err(fail(0))?;
     for migration in D::MIGRATIONS {
         if applied.contains(&migration.version) {
             continue;
@@ -52,7 +55,7 @@ pub async fn migrate<D: Dialect>(pool: &Pool<D>) -> Result<(), MigrateError> {
         D::run_script(&mut tx, migration.sql)
             .await
             .map_err(fail(migration.version))?;
-        D::record_migration(&mut tx, migration)
+        statement::record_migration::<D>(&mut tx, migration)
             .await
             .map_err(fail(migration.version))?;
         tracing::info!(

@@ -16,6 +16,7 @@ pub mod pg;
 mod proxy;
 #[cfg(feature = "store-suite")]
 pub mod store_suite;
+pub mod watch;
 
 pub use proxy::{ProxyMode, TcpProxy};
 

@@ -5,7 +5,8 @@
 //! Mediator for commands, queries and notifications.
 //!
 //! This crate is the facade over ferry-core and, behind features, the adapters (`rabbitmq`, on
-//! by default; `postgres`; `sqlite`). [`prelude`] has what an application needs; the root has
+//! by default; `postgres`; `sqlite`) and the event contracts (`contracts`: JSON Schemas, the
+//! AsyncAPI document, the compatibility gate). [`prelude`] has what an application needs; the root has
 //! the application's types, and one module a concept ([`mediator`], [`memory`], [`outbox`],
 //! [`telemetry`], …). What transport and store authors implement is in [`plumbing`]; operator
 //! actions (counts, purges, deletions, the dead-letter queue, the outbox's failed rows) in
@@ -48,6 +49,12 @@ pub use ferry_core::{
 #[doc(inline)]
 pub use ferry_rabbitmq as rabbitmq;
 
+/// Event contracts (feature `contracts`): a JSON Schema per event version, the application's
+/// AsyncAPI 3.0 document, and the compatibility gate against a committed baseline.
+#[cfg(feature = "contracts")]
+#[doc(inline)]
+pub use ferry_contracts as contracts;
+
 #[cfg(feature = "postgres")]
 #[doc(inline)]
 pub use ferry_sql::postgres;
@@ -62,15 +69,19 @@ pub use ferry_sql::sqlite;
 #[doc(inline)]
 pub use ferry_sql as sql;
 
+#[cfg(feature = "testing")]
+#[doc(inline)]
+pub use ferry_testing as testing;
+
 /// For those who write a transport or a store, not for applications: what a transport
 /// implements (publishing a batch, hosting consumers), what it is handed (the consumer's spec,
 /// deliveries, the pipeline's decisions, the message on the wire), and what an outbox store and
 /// an inbox implement.
 pub mod plumbing {
     pub use ferry_core::{
-        BindingPattern, ConsumerBuilder, ConsumerHost, ConsumerSpec, DeadLetterConsumerBuilder,
-        DeadLetterSpec, Decision, Delivery, HeaderValue, Headers, Inbox, InboxError, Limits,
-        OutboxError, OutboxFailure, OutboxMessage, OutboxRecord, OutboxRow, OutboxStats,
+        BindingPattern, ClaimedOutboxRow, ConsumerBuilder, ConsumerHost, ConsumerSpec,
+        DeadLetterConsumerBuilder, DeadLetterSpec, Decision, Delivery, HeaderValue, Headers, Inbox,
+        InboxError, Limits, NewOutboxRow, OutboxError, OutboxFailure, OutboxRow, OutboxStats,
         OutboxStatus, OutboxStore, OutgoingMessage, Pipeline, Properties, PublishBatch,
         PublishTransport, QueueType, RelayBatch, RoutingError, RoutingKey, WireMessage,
     };

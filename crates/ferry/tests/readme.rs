@@ -13,6 +13,8 @@ fn readme_rust_blocks_are_compiled_examples() {
         "examples/seed.rs",
         "examples/in_memory.rs",
         "examples/postgres.rs",
+        "examples/testing.rs",
+        "examples/contracts.rs",
     ]
     .iter()
     .map(|p| squash(&std::fs::read_to_string(format!("{root}/{p}")).unwrap()))
@@ -35,7 +37,7 @@ fn readme_rust_blocks_are_compiled_examples() {
         let block = squash(body);
         assert!(
             examples.iter().any(|e| e.contains(&block)),
-            "this README block is in no example (seed, in_memory, postgres):\n{}",
+            "this README block is in no example (seed, in_memory, postgres, testing, contracts):\n{}",
             &rest[body_start..end]
         );
         blocks += 1;

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod console;
+pub mod contracts;
 pub mod dlq;
 pub mod outbox;
 pub mod publish;

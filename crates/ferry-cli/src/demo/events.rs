@@ -1,10 +1,11 @@
 //! The demo's integration events, as the seed defines them (camelCase JSON).
 
 use ferry::IntegrationEvent;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One line of an order: the seed's `OrderItemDto`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItemDto {
     /// The product.
@@ -14,7 +15,7 @@ pub struct OrderItemDto {
 }
 
 /// The seed's `OrderCreatedIntegrationEvent`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntegrationEvent)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, IntegrationEvent)]
 #[serde(rename_all = "camelCase")]
 #[event(name = "orders.order.created", version = 1)]
 pub struct OrderCreated {
@@ -31,7 +32,7 @@ pub struct OrderCreated {
 }
 
 /// The inventory context's answer: the stock for an order is reserved.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, IntegrationEvent)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema, IntegrationEvent)]
 #[serde(rename_all = "camelCase")]
 #[event(name = "inventory.stock.reserved", version = 1)]
 pub struct StockReserved {

@@ -1,8 +1,11 @@
 //! `ferry demo`: the seed's scenario end to end (`docs/command.md`).
 
+mod contract;
 mod db;
 mod events;
 mod faults;
+#[cfg(test)]
+mod harness_tests;
 mod orders;
 mod progress;
 mod report;
@@ -68,6 +71,10 @@ pub struct DemoArgs {
     /// Print one JSON object on standard output instead of the readable summary.
     #[arg(long)]
     pub json: bool,
+    /// Print the demo's AsyncAPI 3.0 document (JSON) on standard output and exit, without
+    /// running the demo or connecting to anything.
+    #[arg(long)]
+    pub print_asyncapi: bool,
     /// Serve the metrics in Prometheus format at http://ADDR/metrics while the demo runs.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -84,6 +91,15 @@ fn rate(s: &str) -> Result<f64, String> {
 
 /// Runs `ferry demo`.
 pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
+    if args.print_asyncapi {
+        let document =
+            contract::document(&global.exchange, Duration::from_millis(args.retry_delay_ms))
+                .map_err(|e| {
+                    CliError::Runtime(format!("cannot build the demo's AsyncAPI document: {e}"))
+                })?;
+        println!("{}", document.to_json_pretty());
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(addr) = args.metrics_addr {
         metrics_exporter_prometheus::PrometheusBuilder::new()
             .with_http_listener(addr)

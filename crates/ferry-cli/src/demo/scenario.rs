@@ -277,12 +277,7 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
 
     handles.push((
         "inventory",
-        ConsumerBuilder::new(bus, INVENTORY_QUEUE)
-            .bind("orders.order.created")
-            .prefetch(10)
-            .concurrency(10)
-            .retry(retry)
-            .dead_letter(DEAD_LETTER_EXCHANGE)
+        inventory_consumer(bus, retry)
             // Exactly once in effect: ferry's transaction holds the inbox row, the reservation
             // and the follow-up event.
             .handle_transactional(db.outbox(), db.reserve_handler(config.plan))
@@ -293,12 +288,7 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
     let orders_db = db.clone();
     handles.push((
         "orders",
-        ConsumerBuilder::new(bus, ORDERS_QUEUE)
-            .bind("inventory.stock.reserved")
-            .prefetch(10)
-            .concurrency(10)
-            .retry(retry)
-            .dead_letter(DEAD_LETTER_EXCHANGE)
+        orders_consumer(bus, retry)
             .handle::<StockReserved>(move |event: StockReserved, ctx: MessageContext| {
                 let db = orders_db.clone();
                 async move {
@@ -310,4 +300,25 @@ async fn start_consumers<D: DemoDb, T: DemoTransport>(
             .await?,
     ));
     Ok(handles)
+}
+
+/// The inventory context's consumer as configured before its handler is registered (shared
+/// by the run and by the demo's AsyncAPI document).
+pub fn inventory_consumer<H: ConsumerHost>(bus: &H, retry: RetryPolicy) -> ConsumerBuilder<'_, H> {
+    ConsumerBuilder::new(bus, INVENTORY_QUEUE)
+        .bind("orders.order.created")
+        .prefetch(10)
+        .concurrency(10)
+        .retry(retry)
+        .dead_letter(DEAD_LETTER_EXCHANGE)
+}
+
+/// The orders context's consumer of `inventory.stock.reserved`, before its handler.
+pub fn orders_consumer<H: ConsumerHost>(bus: &H, retry: RetryPolicy) -> ConsumerBuilder<'_, H> {
+    ConsumerBuilder::new(bus, ORDERS_QUEUE)
+        .bind("inventory.stock.reserved")
+        .prefetch(10)
+        .concurrency(10)
+        .retry(retry)
+        .dead_letter(DEAD_LETTER_EXCHANGE)
 }

@@ -10,7 +10,7 @@ use tokio::sync::Notify;
 
 use super::{MemoryInbox, MemoryOutboxTransaction};
 use crate::{
-    IntegrationEvent, OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStatus,
+    ClaimedOutboxRow, IntegrationEvent, OutboxError, OutboxFailure, OutboxStats, OutboxStatus,
     OutboxStore, OutgoingMessage, PublishOptions,
 };
 
@@ -238,7 +238,7 @@ impl OutboxStore for MemoryOutbox {
         &self,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<OutboxMessage>, OutboxError> {
+    ) -> Result<Vec<ClaimedOutboxRow>, OutboxError> {
         let mut state = self.lock()?;
         let now = Instant::now();
         let mut blocked: HashSet<String> = HashSet::new();
@@ -265,7 +265,7 @@ impl OutboxStore for MemoryOutbox {
                 continue;
             }
             row.leased_until = Some(now + lease);
-            claimed.push(OutboxMessage {
+            claimed.push(ClaimedOutboxRow {
                 id: row.id.clone(),
                 message: row.message.clone(),
                 attempts: row.attempts,

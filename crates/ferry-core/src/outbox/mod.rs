@@ -13,7 +13,7 @@ mod options;
 mod record;
 
 pub use options::{MAX_ERROR_BYTES, OutboxOptions, RetryOutcome, report_dead, stored_error};
-pub use record::{OutboxRecord, OutboxRow, decode_message, encode_event};
+pub use record::{NewOutboxRow, OutboxRow, decode_message, encode_event};
 
 /// An error kept as the source of a store error (a driver's error, a decoding error, …).
 pub type StoreSource = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -85,7 +85,7 @@ impl OutboxStatus {
 
 /// A claimed outbox row: the message exactly as it will be sent.
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutboxMessage {
+pub struct ClaimedOutboxRow {
     /// The event id (the row's key).
     pub id: String,
     /// Where and what to publish.
@@ -126,8 +126,11 @@ pub trait OutboxStore: Send + Sync {
     /// Claims up to `limit` pending rows that are due, leasing them for `lease` so no other
     /// relay takes them meanwhile. Rows sharing a partition key come in the order they were
     /// added, and a partition is never claimed while an earlier row of it is leased elsewhere.
-    async fn claim(&self, limit: usize, lease: Duration)
-    -> Result<Vec<OutboxMessage>, OutboxError>;
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedOutboxRow>, OutboxError>;
 
     /// Marks rows published (one statement for the batch).
     async fn mark_published(&self, ids: &[String]) -> Result<(), OutboxError>;
@@ -166,7 +169,7 @@ impl<S: OutboxStore + ?Sized> OutboxStore for std::sync::Arc<S> {
         &self,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<OutboxMessage>, OutboxError> {
+    ) -> Result<Vec<ClaimedOutboxRow>, OutboxError> {
         (**self).claim(limit, lease).await
     }
     async fn mark_published(&self, ids: &[String]) -> Result<(), OutboxError> {

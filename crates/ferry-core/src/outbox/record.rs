@@ -15,7 +15,7 @@ use crate::{
 /// An event encoded for the outbox: the columns a store inserts.
 ///
 /// ```
-/// use ferry_core::{IntegrationEvent, PublishOptions, outbox::OutboxRecord};
+/// use ferry_core::{IntegrationEvent, PublishOptions, outbox::NewOutboxRow};
 ///
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct OrderCreated {
@@ -26,7 +26,7 @@ use crate::{
 ///     const NAME: &'static str = "orders.order.created";
 /// }
 ///
-/// let record = OutboxRecord::from_event(&OrderCreated { order_id: 7 }, PublishOptions::default(), None)?;
+/// let record = NewOutboxRow::from_event(&OrderCreated { order_id: 7 }, PublishOptions::default(), None)?;
 /// assert_eq!(record.routing_key, "orders.order.created");
 /// assert_eq!(record.event_type, "orders.order.created");
 /// let message = record.message()?;
@@ -34,7 +34,7 @@ use crate::{
 /// # Ok::<(), ferry_core::OutboxError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-pub struct OutboxRecord {
+pub struct NewOutboxRow {
     /// The event id (the row's key).
     pub id: String,
     /// The event type.
@@ -53,7 +53,7 @@ pub struct OutboxRecord {
     pub partition_key: Option<String>,
 }
 
-impl OutboxRecord {
+impl NewOutboxRow {
     /// Encodes `event` as `options` describe it; `default_source` is the store's source for
     /// events that name none.
     pub fn from_event<E: IntegrationEvent>(
@@ -120,7 +120,7 @@ impl OutboxRecord {
 
 /// Encodes `event` as `options` describe it (`default_source` for events that name no source):
 /// the message as it will be sent (its `message_id` the envelope's id), the event type, and the
-/// partition key. [`OutboxRecord::from_encoded`] makes the row of it.
+/// partition key. [`NewOutboxRow::from_encoded`] makes the row of it.
 pub fn encode_event<E: IntegrationEvent>(
     event: &E,
     options: PublishOptions,

@@ -106,6 +106,7 @@ mod handler;
 mod inbox;
 mod layer;
 mod limits;
+mod observe;
 mod outcome;
 mod recover;
 mod telemetry;
@@ -116,6 +117,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use layer::{Incoming, Layer, LayerFn, Next, layer_fn};
 pub use limits::Limits;
+pub use observe::Observer;
 pub use outcome::{Failure, Handled, Outcome};
 
 use crate::{
@@ -238,6 +240,7 @@ pub struct Pipeline {
     limits_set: bool,
     cancellation: CancellationToken,
     layers: Vec<Arc<dyn DynLayer>>,
+    observers: Vec<Arc<dyn Observer>>,
     /// The built-in layers and `layers`, in order; rebuilt when the configuration changes.
     stack: Stack,
 }
@@ -251,6 +254,7 @@ impl std::fmt::Debug for Pipeline {
             .field("inbox", &self.inbox.is_some())
             .field("limits", &self.limits)
             .field("layers", &self.layers.len())
+            .field("observers", &self.observers.len())
             .finish()
     }
 }
@@ -268,6 +272,7 @@ impl Pipeline {
             limits_set: false,
             cancellation: CancellationToken::new(),
             layers: Vec::new(),
+            observers: Vec::new(),
             stack: Arc::new([]),
         };
         pipeline.rebuild();
@@ -334,6 +339,12 @@ impl Pipeline {
     pub fn add_layer(&mut self, layer: impl Layer) {
         self.layers.push(erase(layer));
         self.rebuild();
+    }
+
+    /// Adds an [`Observer`]: it sees each delivery as its processing starts and the decision
+    /// taken on it.
+    pub fn add_observer(&mut self, observer: Arc<dyn Observer>) {
+        self.observers.push(observer);
     }
 
     /// Sets the retry policy.
@@ -405,6 +416,9 @@ impl Pipeline {
     /// It runs in a `ferry.consume` span (see [`crate::telemetry`]) whose parent is
     /// the message's trace context, and records the consumer metrics.
     pub async fn process(&self, delivery: &Delivery) -> Decision {
+        for observer in &self.observers {
+            observer.started(&self.queue, delivery);
+        }
         let attempt = delivery.message.attempt();
         let span = consume_span(&self.queue, delivery, attempt);
         let message = Incoming::new(delivery.clone(), attempt, span.clone());
@@ -416,6 +430,9 @@ impl Pipeline {
         let decision = span.in_scope(|| classify.decide(delivery, attempt, outcome));
         record_decision(&span, &decision);
         metric::record_decision(&self.queue, &decision);
+        for observer in &self.observers {
+            observer.decided(&self.queue, delivery, &decision);
+        }
         decision
     }
 }

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::{OutboxRelay, RelayBatch, RelayError};
 use crate::{
-    OutboxError, OutboxFailure, OutboxMessage, OutboxStore, Publisher,
+    ClaimedOutboxRow, OutboxError, OutboxFailure, OutboxStore, Publisher,
     telemetry::{self, metric},
 };
 
@@ -20,7 +20,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
     /// broker has answered, before the marks.
     pub(super) async fn relay_rows(
         &self,
-        rows: Vec<OutboxMessage>,
+        rows: Vec<ClaimedOutboxRow>,
         started: Instant,
         publishing: Option<Arc<Semaphore>>,
     ) -> Result<RelayBatch, RelayError> {

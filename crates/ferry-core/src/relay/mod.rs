@@ -1,7 +1,7 @@
 //! The outbox relay: claims pending rows, publishes them with confirms, marks them.
 
 mod batch;
-mod pipeline;
+mod in_flight;
 
 use std::{
     pin::Pin,
@@ -14,8 +14,8 @@ use futures::future::OptionFuture;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::{OutboxError, OutboxMessage, OutboxStore, Publisher, telemetry::metric};
-use pipeline::Pipeline;
+use crate::{ClaimedOutboxRow, OutboxError, OutboxStore, Publisher, telemetry::metric};
+use in_flight::InFlight;
 
 /// How the relay runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +132,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         self.relay_rows(rows, started, None).await
     }
 
-    async fn claim(&self) -> Result<Vec<OutboxMessage>, OutboxError> {
+    async fn claim(&self) -> Result<Vec<ClaimedOutboxRow>, OutboxError> {
         self.store
             .claim(self.options.batch_size, self.options.lease)
             .await
@@ -143,16 +143,16 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
     /// claimed meanwhile. A failed batch stops the claims; the batches already in flight are
     /// finished before the error is returned.
     pub async fn drain(&self) -> Result<usize, RelayError> {
-        let mut pipeline = Pipeline::new(self.options);
+        let mut in_flight = InFlight::new(self.options);
         let mut claim = None;
         let mut total = 0;
         let mut exhausted = false;
         let mut failed: Option<RelayError> = None;
         loop {
-            if claim.is_none() && failed.is_none() && !exhausted && pipeline.may_claim() {
+            if claim.is_none() && failed.is_none() && !exhausted && in_flight.may_claim() {
                 claim = Some(Box::pin(self.timed_claim()));
             }
-            if claim.is_none() && pipeline.is_empty() {
+            if claim.is_none() && in_flight.is_empty() {
                 break;
             }
             tokio::select! {
@@ -161,13 +161,13 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                     match rows {
                         Ok(rows) if rows.is_empty() => exhausted = true,
                         Ok(rows) => {
-                            let publishing = pipeline.publishing();
-                            pipeline.start(self.relay_claimed(rows, claimed_at, publishing));
+                            let publishing = in_flight.publishing();
+                            in_flight.start(self.relay_claimed(rows, claimed_at, publishing));
                         }
                         Err(e) => failed = Some(e.into()),
                     }
                 }
-                Some(result) = pipeline.next() => match result {
+                Some(result) = in_flight.next() => match result {
                     // A batch none of whose rows went out (the broker unavailable, every
                     // publish failing): what is left is not due now.
                     Ok(batch) if batch.published == 0 => exhausted = true,
@@ -203,10 +203,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                     .saturating_sub(Duration::from_secs(5)),
             )
             .unwrap_or_else(Instant::now);
-        let mut pipeline = Pipeline::new(self.options);
+        let mut in_flight = InFlight::new(self.options);
         // Everything runs in this one task, so that the batches in flight keep going while
         // the relay claims, waits or samples: the claim and the housekeeping are futures
-        // polled beside the pipeline, never awaited on their own.
+        // polled beside the batches in flight, never awaited on their own.
         let mut claim = None;
         let mut chores: Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>> = None;
         // The last claim found nothing: wait for news before claiming again. A finished batch
@@ -222,7 +222,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 // Let the claim in progress and the batches in flight finish (the claim's rows
                 // go back at once), then back off.
                 chores = None;
-                self.settle(claim.take(), &mut pipeline, backoff).await;
+                self.settle(claim.take(), &mut in_flight, backoff).await;
                 backoff = self.pause(&shutdown, backoff).await;
                 pause = false;
                 idle = false;
@@ -237,10 +237,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                     chores = Some(Box::pin(self.remove_expired()));
                 }
             }
-            if claim.is_none() && !idle && pipeline.may_claim() {
+            if claim.is_none() && !idle && in_flight.may_claim() {
                 claim = Some(Box::pin(self.timed_claim()));
             }
-            let wait_for_rows = idle && claim.is_none() && pipeline.may_claim();
+            let wait_for_rows = idle && claim.is_none() && in_flight.may_claim();
             tokio::select! {
                 _ = shutdown.cancelled() => {}
                 Some((claimed_at, rows)) = OptionFuture::from(claim.as_mut()) => {
@@ -248,8 +248,8 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                     match rows {
                         Ok(rows) if rows.is_empty() => idle = true,
                         Ok(rows) => {
-                            let publishing = pipeline.publishing();
-                            pipeline.start(self.relay_claimed(rows, claimed_at, publishing));
+                            let publishing = in_flight.publishing();
+                            in_flight.start(self.relay_claimed(rows, claimed_at, publishing));
                         }
                         Err(e) => {
                             tracing::error!(error = &e as &dyn std::error::Error, backoff_ms = backoff.as_millis() as u64, "outbox relay claim failed");
@@ -257,7 +257,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                         }
                     }
                 }
-                Some(result) = pipeline.next() => {
+                Some(result) = in_flight.next() => {
                     idle = false;
                     if self.log_outcome(result, backoff) {
                         pause = true;
@@ -273,7 +273,7 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
         }
         // Stopping: rows being claimed go back at once; the batches in flight are finished.
         drop(chores);
-        self.settle(claim.take(), &mut pipeline, backoff).await;
+        self.settle(claim.take(), &mut in_flight, backoff).await;
         self.store.relay_stopped().await;
         tracing::info!("outbox relay stopped");
         Ok(())
@@ -285,11 +285,11 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
     async fn settle<C, F>(
         &self,
         claim: Option<Pin<Box<C>>>,
-        pipeline: &mut Pipeline<F>,
+        in_flight: &mut InFlight<F>,
         backoff: Duration,
     ) where
-        C: Future<Output = (Instant, Result<Vec<OutboxMessage>, OutboxError>)>,
-        F: Future<Output = pipeline::Finished>,
+        C: Future<Output = (Instant, Result<Vec<ClaimedOutboxRow>, OutboxError>)>,
+        F: Future<Output = in_flight::Finished>,
     {
         let claimed = async {
             if let Some(claim) = claim {
@@ -298,18 +298,18 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                 }
             }
         };
-        tokio::join!(claimed, pipeline.finish(|r| self.log_outcome(r, backoff)));
+        tokio::join!(claimed, in_flight.finish(|r| self.log_outcome(r, backoff)));
     }
 
     /// Claims a batch; returns when the claim started (the rows' lease counts from then, at
     /// the latest) with the rows.
-    async fn timed_claim(&self) -> (Instant, Result<Vec<OutboxMessage>, OutboxError>) {
+    async fn timed_claim(&self) -> (Instant, Result<Vec<ClaimedOutboxRow>, OutboxError>) {
         let started = Instant::now();
         (started, self.claim().await)
     }
 
     /// Gives claimed rows back at once (rather than when their lease expires).
-    async fn give_back(&self, rows: Vec<OutboxMessage>) {
+    async fn give_back(&self, rows: Vec<ClaimedOutboxRow>) {
         if rows.is_empty() {
             return;
         }
@@ -327,10 +327,10 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
     /// then, at the latest).
     fn relay_claimed(
         &self,
-        rows: Vec<OutboxMessage>,
+        rows: Vec<ClaimedOutboxRow>,
         claimed_at: Instant,
         publishing: Arc<Semaphore>,
-    ) -> (Instant, impl Future<Output = pipeline::Finished> + '_) {
+    ) -> (Instant, impl Future<Output = in_flight::Finished> + '_) {
         (claimed_at, async move {
             (
                 claimed_at,

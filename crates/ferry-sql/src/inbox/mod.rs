@@ -2,6 +2,7 @@
 
 mod grouped;
 
+use crate::statement;
 use std::{
     sync::{Arc, OnceLock},
     time::Duration,
@@ -116,7 +117,7 @@ impl<D: Dialect> SqlInbox<D> {
         consumer: &str,
         message_id: &str,
     ) -> Result<bool, InboxError> {
-        D::insert_inbox(conn, consumer, message_id)
+        statement::insert_inbox::<D>(conn, consumer, message_id)
             .await
             .map_err(inbox_error::<D>)
     }
@@ -144,7 +145,7 @@ impl<D: Dialect> SqlInbox<D> {
     pub async fn cleanup_older_than(&self, age: Duration) -> Result<u64, InboxError> {
         let mut total = 0;
         loop {
-            let deleted = D::delete_inbox(&self.pool, age, self.cleanup_batch)
+            let deleted = statement::delete_inbox::<D>(&self.pool, age, self.cleanup_batch)
                 .await
                 .map_err(inbox_error::<D>)?;
             total += deleted;
@@ -167,7 +168,7 @@ impl<D: Dialect> Inbox for SqlInbox<D> {
                 return answer;
             }
         }
-        D::inbox_contains(&self.pool, consumer, message_id)
+        statement::inbox_contains::<D>(&self.pool, consumer, message_id)
             .await
             .map_err(inbox_error::<D>)
     }

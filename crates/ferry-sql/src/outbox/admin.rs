@@ -1,5 +1,6 @@
 //! The operator's side of the outbox: listing rows, retrying dead ones, retention.
 
+use crate::statement;
 use std::time::Duration;
 
 use ferry_core::{OutboxError, OutboxRow, OutboxStatus, outbox::RetryOutcome};
@@ -14,7 +15,7 @@ impl<D: Dialect> SqlOutbox<D> {
         status: Option<OutboxStatus>,
         limit: u32,
     ) -> Result<Vec<OutboxRow>, OutboxError> {
-        let found = D::list(
+        let found = statement::list::<D>(
             self.pool(),
             status.map(OutboxStatus::as_str),
             i64::from(limit),
@@ -26,14 +27,19 @@ impl<D: Dialect> SqlOutbox<D> {
 
     /// One row, if there is one with that id.
     pub async fn row(&self, id: &str) -> Result<Option<OutboxRow>, OutboxError> {
-        let found = D::row(self.pool(), id).await.map_err(db_error)?;
+        let found = statement::row::<D>(self.pool(), id)
+            .await
+            .map_err(db_error)?;
         found.as_ref().map(rows::listed::<D>).transpose()
     }
 
     /// Brings a dead (or backing-off pending) row back: pending, attempts reset, due now; and
     /// wakes the relays. [`OutboxError::NotFound`] when no row has that id.
     pub async fn retry(&self, id: &str) -> Result<RetryOutcome, OutboxError> {
-        if D::retry(self.pool(), id).await.map_err(db_error)? {
+        if statement::retry::<D>(self.pool(), id)
+            .await
+            .map_err(db_error)?
+        {
             self.notify_relays().await?;
             tracing::info!(id, "outbox row retried");
             return Ok(RetryOutcome::Retried);
@@ -46,7 +52,9 @@ impl<D: Dialect> SqlOutbox<D> {
 
     /// Brings every dead row back (see [`SqlOutbox::retry`]); returns their ids.
     pub async fn retry_all_dead(&self) -> Result<Vec<String>, OutboxError> {
-        let ids = D::retry_all_dead(self.pool()).await.map_err(db_error)?;
+        let ids = statement::retry_all_dead::<D>(self.pool())
+            .await
+            .map_err(db_error)?;
         if !ids.is_empty() {
             self.notify_relays().await?;
             tracing::info!(rows = ids.len(), "dead outbox rows retried");
@@ -66,7 +74,7 @@ impl<D: Dialect> SqlOutbox<D> {
         let batch = i64::from(self.options().cleanup_batch.max(1));
         let mut total = 0;
         loop {
-            let deleted = D::delete_published(self.pool(), age, batch)
+            let deleted = statement::delete_published::<D>(self.pool(), age, batch)
                 .await
                 .map_err(db_error)?;
             total += deleted;

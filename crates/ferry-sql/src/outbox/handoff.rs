@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ferry_core::OutboxMessage;
+use ferry_core::ClaimedOutboxRow;
 
 /// The most rows waiting in memory; past it, rows are added the ordinary way.
 const MAX_HANDED: usize = 10_000;
@@ -27,7 +27,7 @@ const RELAY_ALIVE: Duration = Duration::from_secs(5);
 /// A row handed over, with the moment its lease started.
 #[derive(Debug)]
 struct Handed {
-    message: OutboxMessage,
+    message: ClaimedOutboxRow,
     leased_at: Instant,
 }
 
@@ -62,7 +62,7 @@ impl Handoff {
     /// Hands over rows whose transaction committed (leased at `leased_at`). Returns the ids
     /// of the rows it could not take (the relay stopped meanwhile): their lease is to be given
     /// back to the table.
-    pub fn hand(&self, rows: Vec<OutboxMessage>, leased_at: Instant) -> Vec<String> {
+    pub fn hand(&self, rows: Vec<ClaimedOutboxRow>, leased_at: Instant) -> Vec<String> {
         match self.state.lock() {
             Ok(mut state) if state.relay.is_some() => {
                 state.rows.extend(
@@ -114,7 +114,7 @@ impl Handoff {
 #[derive(Debug, Default)]
 pub(crate) struct Taken {
     /// Rows to publish.
-    pub rows: Vec<OutboxMessage>,
+    pub rows: Vec<ClaimedOutboxRow>,
     /// Rows that waited too long: their lease goes back to the table.
     pub stale: Vec<String>,
 }

@@ -6,13 +6,14 @@ pub(crate) mod rows;
 mod store;
 mod transaction;
 
+use crate::statement;
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use ferry_core::{
-    IntegrationEvent, OutboxError, OutboxMessage, OutboxRecord, OutgoingMessage, PublishOptions,
+    ClaimedOutboxRow, IntegrationEvent, NewOutboxRow, OutboxError, OutgoingMessage, PublishOptions,
     outbox::OutboxOptions,
 };
 use tokio_util::sync::CancellationToken;
@@ -145,7 +146,7 @@ impl<D: Dialect> SqlOutbox<D> {
         event: &E,
         options: PublishOptions,
     ) -> Result<String, OutboxError> {
-        let row = OutboxRecord::from_event(event, options, self.source())?;
+        let row = NewOutboxRow::from_event(event, options, self.source())?;
         self.insert(conn, row, None).await
     }
 
@@ -157,7 +158,7 @@ impl<D: Dialect> SqlOutbox<D> {
         message: OutgoingMessage,
         partition_key: Option<String>,
     ) -> Result<String, OutboxError> {
-        let row = OutboxRecord::from_message(message, partition_key)?;
+        let row = NewOutboxRow::from_message(message, partition_key)?;
         self.insert(conn, row, None).await
     }
 
@@ -203,11 +204,11 @@ impl<D: Dialect> SqlOutbox<D> {
     async fn insert(
         &self,
         conn: &mut Conn<D>,
-        row: OutboxRecord,
+        row: NewOutboxRow,
         leased: Option<Duration>,
     ) -> Result<String, OutboxError> {
         let lease = leased.map(|lease| (lease, self.relay_id()));
-        match D::insert(conn, &row, lease).await {
+        match statement::insert::<D>(conn, &row, lease).await {
             Ok(()) => {
                 if D::WAKES_ON_ADD {
                     self.wakeup().added();
@@ -226,7 +227,7 @@ impl<D: Dialect> SqlOutbox<D> {
 
     /// Hands committed rows to the relay and wakes it; gives the lease of rows the relay can
     /// no longer take back to the table.
-    async fn hand(&self, rows: Vec<OutboxMessage>, leased_at: Instant) {
+    async fn hand(&self, rows: Vec<ClaimedOutboxRow>, leased_at: Instant) {
         let refused = self.handoff().hand(rows, leased_at);
         self.give_back(&refused).await;
         self.wakeup().bump();

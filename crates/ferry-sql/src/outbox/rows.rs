@@ -1,7 +1,7 @@
 //! Reading the outbox's rows back, written once: a dialect only says how to read a column of
 //! each kind (`docs/tables.md` gives the columns).
 
-use ferry_core::{OutboxError, OutboxMessage, OutboxRow};
+use ferry_core::{ClaimedOutboxRow, OutboxError, OutboxRow};
 
 use crate::{
     db_error,
@@ -18,7 +18,7 @@ fn count(n: Option<i64>) -> u32 {
 
 /// A claimed row (`seq`, `id`, `exchange`, `routing_key`, `properties`, `headers`, `body`,
 /// `attempts`, `partition_key`, `created_at`): its `seq` and the message to publish.
-pub(crate) fn claimed<D: Dialect>(row: &Row<D>) -> Result<(i64, OutboxMessage), OutboxError> {
+pub(crate) fn claimed<D: Dialect>(row: &Row<D>) -> Result<(i64, ClaimedOutboxRow), OutboxError> {
     let seq = required(D::int(row, "seq").map_err(db_error)?, "seq")?;
     let id = required(D::text(row, "id").map_err(db_error)?, "id")?;
     let message = ferry_core::outbox::decode_message(
@@ -35,7 +35,7 @@ pub(crate) fn claimed<D: Dialect>(row: &Row<D>) -> Result<(i64, OutboxMessage), 
     let created_at = D::time(row, "created_at").map_err(db_error)?;
     Ok((
         seq,
-        OutboxMessage {
+        ClaimedOutboxRow {
             id,
             message,
             attempts: count(D::int(row, "attempts").map_err(db_error)?),

@@ -1,10 +1,11 @@
 //! The relay's side of the outbox: claims with a lease (rows handed over at commit first),
 //! batch marks, backoff, wake-ups. The statements are the dialect's.
 
+use crate::statement;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry_core::{OutboxError, OutboxFailure, OutboxMessage, OutboxStats, OutboxStore};
+use ferry_core::{ClaimedOutboxRow, OutboxError, OutboxFailure, OutboxStats, OutboxStore};
 
 use super::{SqlOutbox, rows};
 use crate::{db_error, dialect::Dialect};
@@ -15,7 +16,7 @@ impl<D: Dialect> OutboxStore for SqlOutbox<D> {
         &self,
         limit: usize,
         lease: Duration,
-    ) -> Result<Vec<OutboxMessage>, OutboxError> {
+    ) -> Result<Vec<ClaimedOutboxRow>, OutboxError> {
         self.wakeup().claim_started();
         if D::HANDS_OFF {
             let handed = self.handoff().take(limit.max(1), lease);
@@ -35,7 +36,7 @@ impl<D: Dialect> OutboxStore for SqlOutbox<D> {
             }
         }
         let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        let found = D::claim(self.pool(), limit, lease, self.relay_id())
+        let found = statement::claim::<D>(self.pool(), limit, lease, self.relay_id())
             .await
             .map_err(db_error)?;
         let mut claimed = found
@@ -54,7 +55,9 @@ impl<D: Dialect> OutboxStore for SqlOutbox<D> {
         if ids.is_empty() {
             return Ok(());
         }
-        D::mark_published(self.pool(), ids).await.map_err(db_error)
+        statement::mark_published::<D>(self.pool(), ids)
+            .await
+            .map_err(db_error)
     }
 
     async fn mark_failed(&self, failures: &[OutboxFailure]) -> Result<(), OutboxError> {
@@ -73,7 +76,7 @@ impl<D: Dialect> OutboxStore for SqlOutbox<D> {
         if ids.is_empty() {
             return Ok(());
         }
-        D::release(self.pool(), ids, self.relay_id())
+        statement::release::<D>(self.pool(), ids, self.relay_id())
             .await
             .map_err(db_error)
     }

@@ -1,6 +1,7 @@
 //! [`OutboxTransaction`]: the caller's transaction, adding events that go to this process's
 //! relay once it commits.
 
+use crate::statement;
 use std::{
     ops::{Deref, DerefMut},
     time::Instant,
@@ -9,7 +10,7 @@ use std::{
 use async_trait::async_trait;
 use chrono::Utc;
 use ferry_core::{
-    InboxError, IntegrationEvent, OutboxError, OutboxMessage, OutboxRecord, OutgoingMessage,
+    ClaimedOutboxRow, InboxError, IntegrationEvent, NewOutboxRow, OutboxError, OutgoingMessage,
     PublishOptions,
     outbox::encode_event,
     transactional::{StoreTransaction, TransactionalStore},
@@ -36,7 +37,9 @@ use crate::{
 /// [`SqlOutbox::add_with`] on a transaction of your own take the table's way (the notification,
 /// then a claim). On SQLite every event takes the table's way, and the commit wakes the relays.
 ///
-/// Run your own statements on it as on a sqlx transaction, with `&mut *tx`:
+/// Run your own statements on its connection, [`OutboxTransaction::db`] (as on a handler's
+/// [`TxContext::db`](ferry_core::transactional::TxContext::db); `&mut *tx`, sqlx's idiom, works
+/// too):
 ///
 /// ```no_run
 /// # use ferry_sql::postgres::{PgOutbox, sqlx::PgPool};
@@ -48,7 +51,7 @@ use crate::{
 /// let mut tx = outbox.begin().await?;
 /// sqlx::query("INSERT INTO orders (id) VALUES ($1)")
 ///     .bind("order-1")
-///     .execute(&mut *tx)
+///     .execute(tx.db())
 ///     .await?;
 /// tx.add(&OrderCreated { order_id: "order-1".into() }).await?;
 /// tx.commit().await?; // the order and its event, or neither; then the event goes out
@@ -58,7 +61,7 @@ use crate::{
 pub struct OutboxTransaction<D: Dialect> {
     tx: Tx<D>,
     outbox: SqlOutbox<D>,
-    handed: Vec<OutboxMessage>,
+    handed: Vec<ClaimedOutboxRow>,
     /// When the first handed row's lease started.
     leased_at: Option<Instant>,
 }
@@ -71,6 +74,11 @@ impl<D: Dialect> OutboxTransaction<D> {
             handed: Vec::new(),
             leased_at: None,
         }
+    }
+
+    /// The transaction's connection, for your own statements.
+    pub fn db(&mut self) -> &mut Conn<D> {
+        &mut self.tx
     }
 
     /// Adds `event`, routed by its name; returns its id.
@@ -102,12 +110,12 @@ impl<D: Dialect> OutboxTransaction<D> {
             None => None,
         };
         let Some(lease) = lease else {
-            let row = OutboxRecord::from_encoded(message, event_type, partition_key)?;
+            let row = NewOutboxRow::from_encoded(message, event_type, partition_key)?;
             return self.outbox.insert(&mut self.tx, row, None).await;
         };
         // The relay gets the message as encoded, not read back from the row.
-        let row = OutboxRecord::from_encoded(message.clone(), event_type, None)?;
-        let message = OutboxMessage {
+        let row = NewOutboxRow::from_encoded(message.clone(), event_type, None)?;
+        let message = ClaimedOutboxRow {
             id: row.id.clone(),
             message,
             attempts: 0,
@@ -128,7 +136,7 @@ impl<D: Dialect> OutboxTransaction<D> {
         consumer: &str,
         message_id: &str,
     ) -> Result<bool, InboxError> {
-        D::insert_inbox(&mut self.tx, consumer, message_id)
+        statement::insert_inbox::<D>(&mut self.tx, consumer, message_id)
             .await
             .map_err(inbox_error::<D>)
     }

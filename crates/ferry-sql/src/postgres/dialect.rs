@@ -5,19 +5,34 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ferry_core::{OutboxFailure, OutboxRecord, OutboxStats, outbox::OutboxOptions};
-use sqlx::{Executor, PgConnection, PgPool, Row, postgres::PgRow};
+use ferry_core::{OutboxFailure, OutboxStats, outbox::OutboxOptions};
+use sqlx::{PgConnection, PgPool, Row, postgres::PgRow};
 use tokio_util::sync::CancellationToken;
 
 use super::{NOTIFY_CHANNEL, Postgres, listen, schema, sql};
 use crate::{
-    dialect::{Dialect, Migration, Tx},
+    dialect::{Arg, Dialect, Migration, Statements, Tx, run_statements},
     wakeup::Wakeup,
 };
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
+
+/// Binds an argument as PostgreSQL stores it.
+fn bind<'q>(query: PgQuery<'q>, arg: &Arg<'q>) -> PgQuery<'q> {
+    match *arg {
+        Arg::Text(text) => query.bind(text),
+        Arg::OptText(text) => query.bind(text),
+        Arg::Int(n) => query.bind(n),
+        Arg::Bytes(bytes) => query.bind(bytes),
+        Arg::Json(json) => query.bind(json),
+        Arg::Ids(ids) => query.bind(ids),
+        Arg::Millis(span) => query.bind(span.map(millis)),
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 #[async_trait]
 impl Dialect for Postgres {
@@ -61,72 +76,9 @@ impl Dialect for Postgres {
         Ok(tx)
     }
 
-    async fn run_script(conn: &mut PgConnection, sql: &'static str) -> Result<(), sqlx::Error> {
-        // The simple query protocol: several statements in one script.
-        conn.execute(sql).await?;
-        Ok(())
-    }
+    const SQL: &'static Statements = &sql::STATEMENTS;
 
-    async fn applied_versions(conn: &mut PgConnection) -> Result<Vec<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT version FROM ferry_migrations")
-            .fetch_all(conn)
-            .await
-    }
-
-    async fn record_migration(
-        conn: &mut PgConnection,
-        migration: &Migration,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO ferry_migrations (version, description) VALUES ($1, $2)")
-            .bind(migration.version)
-            .bind(migration.description)
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
-
-    async fn insert(
-        conn: &mut PgConnection,
-        row: &OutboxRecord,
-        leased: Option<(Duration, &str)>,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(sql::INSERT)
-            .bind(&row.id)
-            .bind(&row.event_type)
-            .bind(&row.exchange)
-            .bind(&row.routing_key)
-            .bind(&row.properties)
-            .bind(&row.headers)
-            .bind(&row.body)
-            .bind(&row.partition_key)
-            .bind(leased.map(|(lease, _)| millis(lease)))
-            .bind(leased.map(|(_, relay)| relay))
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
-
-    async fn claim(
-        pool: &PgPool,
-        limit: i64,
-        lease: Duration,
-        relay: &str,
-    ) -> Result<Vec<PgRow>, sqlx::Error> {
-        sqlx::query(sql::CLAIM)
-            .bind(limit)
-            .bind(millis(lease))
-            .bind(relay)
-            .fetch_all(pool)
-            .await
-    }
-
-    async fn mark_published(pool: &PgPool, ids: &[String]) -> Result<(), sqlx::Error> {
-        sqlx::query(sql::MARK_PUBLISHED)
-            .bind(ids)
-            .execute(pool)
-            .await?;
-        Ok(())
-    }
+    run_statements!(PgConnection, PgRow, bind);
 
     async fn mark_failed(
         pool: &PgPool,
@@ -157,15 +109,6 @@ impl Dialect for Postgres {
             .collect())
     }
 
-    async fn release(pool: &PgPool, ids: &[String], relay: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(sql::RELEASE)
-            .bind(ids)
-            .bind(relay)
-            .execute(pool)
-            .await?;
-        Ok(())
-    }
-
     async fn stats(pool: &PgPool) -> Result<OutboxStats, sqlx::Error> {
         let row = sqlx::query(sql::STATS).fetch_one(pool).await?;
         let count = |name: &str| -> Result<u64, sqlx::Error> {
@@ -180,85 +123,6 @@ impl Dialect for Postgres {
                 .try_get::<Option<f64>, _>("oldest_pending_age_s")?
                 .map(|age| age.max(0.0)),
         })
-    }
-
-    async fn list(
-        pool: &PgPool,
-        status: Option<&'static str>,
-        limit: i64,
-    ) -> Result<Vec<PgRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {} FROM ferry_outbox \
-             WHERE ($1::text IS NULL OR status = $1) ORDER BY seq DESC LIMIT $2",
-            sql::ROW_COLUMNS
-        );
-        sqlx::query(&sql)
-            .bind(status)
-            .bind(limit)
-            .fetch_all(pool)
-            .await
-    }
-
-    async fn row(pool: &PgPool, id: &str) -> Result<Option<PgRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {} FROM ferry_outbox WHERE id = $1",
-            sql::ROW_COLUMNS
-        );
-        sqlx::query(&sql).bind(id).fetch_optional(pool).await
-    }
-
-    async fn retry(pool: &PgPool, id: &str) -> Result<bool, sqlx::Error> {
-        let retried: Option<String> = sqlx::query_scalar(sql::RETRY)
-            .bind(id)
-            .fetch_optional(pool)
-            .await?;
-        Ok(retried.is_some())
-    }
-
-    async fn retry_all_dead(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
-        sqlx::query_scalar(sql::RETRY_ALL_DEAD)
-            .fetch_all(pool)
-            .await
-    }
-
-    async fn delete_published(
-        pool: &PgPool,
-        age: Duration,
-        batch: i64,
-    ) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query(sql::DELETE_PUBLISHED)
-            .bind(millis(age))
-            .bind(batch)
-            .execute(pool)
-            .await?
-            .rows_affected())
-    }
-
-    async fn insert_inbox(
-        conn: &mut PgConnection,
-        consumer: &str,
-        message_id: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let inserted = sqlx::query(sql::INSERT_INBOX)
-            .bind(consumer)
-            .bind(message_id)
-            .execute(conn)
-            .await?
-            .rows_affected();
-        Ok(inserted == 1)
-    }
-
-    async fn inbox_contains(
-        pool: &PgPool,
-        consumer: &str,
-        message_id: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let found: Option<i32> = sqlx::query_scalar(sql::INBOX_CONTAINS)
-            .bind(consumer)
-            .bind(message_id)
-            .fetch_optional(pool)
-            .await?;
-        Ok(found.is_some())
     }
 
     async fn inbox_lookup_group(
@@ -283,15 +147,6 @@ impl Dialect for Postgres {
             .bind(ids)
             .fetch_all(pool)
             .await
-    }
-
-    async fn delete_inbox(pool: &PgPool, age: Duration, batch: i64) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query(sql::DELETE_INBOX)
-            .bind(millis(age))
-            .bind(batch)
-            .execute(pool)
-            .await?
-            .rows_affected())
     }
 
     fn text(row: &PgRow, column: &str) -> Result<Option<String>, sqlx::Error> {

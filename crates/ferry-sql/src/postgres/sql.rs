@@ -1,5 +1,7 @@
 //! The statements of the PostgreSQL dialect.
 
+use crate::statement::Statements;
+
 // The relay's own bookkeeping (claims, marks) commits with `synchronous_commit = off`, set
 // for that statement's transaction only: it does not wait for the WAL flush. A database crash
 // may forget the last few claims or marks; the rows are then published again, which
@@ -80,9 +82,25 @@ pub(super) const INSERT: &str = "INSERT INTO ferry_outbox \
              clock_timestamp() + $9 * interval '1 millisecond', $10)";
 
 /// The columns `ferry outbox` shows.
-pub(super) const ROW_COLUMNS: &str = "id, seq, status, attempts, last_error, event_type, exchange, \
-    routing_key, partition_key, created_at, next_attempt_at, published_at, locked_until, \
-    octet_length(body)::int8 AS body_bytes";
+macro_rules! row_columns {
+    () => {
+        "id, seq, status, attempts, last_error, event_type, exchange, routing_key, \
+         partition_key, created_at, next_attempt_at, published_at, locked_until, \
+         octet_length(body)::int8 AS body_bytes"
+    };
+}
+
+pub(super) const LIST: &str = concat!(
+    "SELECT ",
+    row_columns!(),
+    " FROM ferry_outbox WHERE ($1::text IS NULL OR status = $1) ORDER BY seq DESC LIMIT $2"
+);
+
+pub(super) const ROW: &str = concat!(
+    "SELECT ",
+    row_columns!(),
+    " FROM ferry_outbox WHERE id = $1"
+);
 
 pub(super) const RETRY: &str = "WITH retried AS (
     UPDATE ferry_outbox
@@ -101,7 +119,7 @@ pub(super) const RETRY_ALL_DEAD: &str = "WITH retried AS (
     WHERE status = 'dead'
     RETURNING id, seq
 )
-SELECT id FROM retried ORDER BY seq";
+SELECT seq, id FROM retried";
 
 pub(super) const DELETE_PUBLISHED: &str = "DELETE FROM ferry_outbox WHERE id IN (
     SELECT id FROM ferry_outbox
@@ -142,3 +160,26 @@ INSERT INTO ferry_inbox (consumer, message_id)
 SELECT * FROM unnest($1::text[], $2::text[])
 ON CONFLICT (consumer, message_id) DO NOTHING
 RETURNING consumer, message_id";
+
+pub(super) const APPLIED_VERSIONS: &str = "SELECT version FROM ferry_migrations";
+
+pub(super) const RECORD_MIGRATION: &str =
+    "INSERT INTO ferry_migrations (version, description) VALUES ($1, $2)";
+
+/// The statements the store runs the same way on every database.
+pub(super) const STATEMENTS: Statements = Statements {
+    insert: INSERT,
+    claim: CLAIM,
+    mark_published: MARK_PUBLISHED,
+    release: RELEASE,
+    list: LIST,
+    row: ROW,
+    retry: RETRY,
+    retry_all_dead: RETRY_ALL_DEAD,
+    delete_published: DELETE_PUBLISHED,
+    insert_inbox: INSERT_INBOX,
+    inbox_contains: INBOX_CONTAINS,
+    delete_inbox: DELETE_INBOX,
+    applied_versions: APPLIED_VERSIONS,
+    record_migration: RECORD_MIGRATION,
+};

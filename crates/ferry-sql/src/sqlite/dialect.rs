@@ -6,13 +6,13 @@ use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use ferry_core::{OutboxFailure, OutboxRecord, OutboxStats, outbox::OutboxOptions};
-use sqlx::{Executor, Row, SqliteConnection, SqlitePool, sqlite::SqliteRow, types::Json};
+use ferry_core::{OutboxFailure, OutboxStats, outbox::OutboxOptions};
+use sqlx::{Row, SqliteConnection, SqlitePool, sqlite::SqliteRow, types::Json};
 use tokio_util::sync::CancellationToken;
 
 use super::{Sqlite, schema, sql, wakeup};
 use crate::{
-    dialect::{Dialect, Migration, Tx},
+    dialect::{Arg, Dialect, Migration, Statements, Tx, run_statements},
     wakeup::Wakeup,
 };
 
@@ -29,6 +29,22 @@ pub(super) fn now_ms() -> i64 {
 fn json_ids(ids: &[String]) -> String {
     serde_json::Value::from(ids.to_vec()).to_string()
 }
+
+/// Binds an argument as SQLite stores it: JSON and lists of ids as JSON text, spans of time
+/// as whole milliseconds.
+fn bind<'q>(query: SqliteQuery<'q>, arg: &Arg<'q>) -> SqliteQuery<'q> {
+    match *arg {
+        Arg::Text(text) => query.bind(text),
+        Arg::OptText(text) => query.bind(text),
+        Arg::Int(n) => query.bind(n),
+        Arg::Bytes(bytes) => query.bind(bytes),
+        Arg::Json(json) => query.bind(json.to_string()),
+        Arg::Ids(ids) => query.bind(json_ids(ids)),
+        Arg::Millis(span) => query.bind(span.map(millis)),
+    }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
 #[async_trait]
 impl Dialect for Sqlite {
@@ -61,75 +77,9 @@ impl Dialect for Sqlite {
         pool.begin_with("BEGIN IMMEDIATE").await
     }
 
-    async fn run_script(conn: &mut SqliteConnection, sql: &'static str) -> Result<(), sqlx::Error> {
-        conn.execute(sql).await?;
-        Ok(())
-    }
+    const SQL: &'static Statements = &sql::STATEMENTS;
 
-    async fn applied_versions(conn: &mut SqliteConnection) -> Result<Vec<i64>, sqlx::Error> {
-        sqlx::query_scalar("SELECT version FROM ferry_migrations")
-            .fetch_all(conn)
-            .await
-    }
-
-    async fn record_migration(
-        conn: &mut SqliteConnection,
-        migration: &Migration,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(sql::RECORD_MIGRATION)
-            .bind(migration.version)
-            .bind(migration.description)
-            .bind(now_ms())
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
-
-    async fn insert(
-        conn: &mut SqliteConnection,
-        row: &OutboxRecord,
-        leased: Option<(Duration, &str)>,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(sql::INSERT)
-            .bind(&row.id)
-            .bind(&row.event_type)
-            .bind(&row.exchange)
-            .bind(&row.routing_key)
-            .bind(row.properties.to_string())
-            .bind(row.headers.to_string())
-            .bind(&row.body)
-            .bind(&row.partition_key)
-            .bind(now_ms())
-            .bind(leased.map(|(lease, _)| millis(lease)))
-            .bind(leased.map(|(_, relay)| relay))
-            .execute(conn)
-            .await?;
-        Ok(())
-    }
-
-    async fn claim(
-        pool: &SqlitePool,
-        limit: i64,
-        lease: Duration,
-        relay: &str,
-    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        sqlx::query(sql::CLAIM)
-            .bind(now_ms())
-            .bind(millis(lease))
-            .bind(relay)
-            .bind(limit)
-            .fetch_all(pool)
-            .await
-    }
-
-    async fn mark_published(pool: &SqlitePool, ids: &[String]) -> Result<(), sqlx::Error> {
-        sqlx::query(sql::MARK_PUBLISHED)
-            .bind(json_ids(ids))
-            .bind(now_ms())
-            .execute(pool)
-            .await?;
-        Ok(())
-    }
+    run_statements!(SqliteConnection, SqliteRow, bind);
 
     async fn mark_failed(
         pool: &SqlitePool,
@@ -161,15 +111,6 @@ impl Dialect for Sqlite {
         Ok(dead)
     }
 
-    async fn release(pool: &SqlitePool, ids: &[String], relay: &str) -> Result<(), sqlx::Error> {
-        sqlx::query(sql::RELEASE)
-            .bind(json_ids(ids))
-            .bind(relay)
-            .execute(pool)
-            .await?;
-        Ok(())
-    }
-
     async fn stats(pool: &SqlitePool) -> Result<OutboxStats, sqlx::Error> {
         let row = sqlx::query(sql::STATS).fetch_one(pool).await?;
         let count = |name: &str| -> Result<u64, sqlx::Error> {
@@ -184,91 +125,6 @@ impl Dialect for Sqlite {
             oldest_pending_age_s: oldest
                 .map(|created| ((now_ms() - created) as f64 / 1000.0).max(0.0)),
         })
-    }
-
-    async fn list(
-        pool: &SqlitePool,
-        status: Option<&'static str>,
-        limit: i64,
-    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {} FROM ferry_outbox \
-             WHERE (?1 IS NULL OR status = ?1) ORDER BY seq DESC LIMIT ?2",
-            sql::ROW_COLUMNS
-        );
-        sqlx::query(&sql)
-            .bind(status)
-            .bind(limit)
-            .fetch_all(pool)
-            .await
-    }
-
-    async fn row(pool: &SqlitePool, id: &str) -> Result<Option<SqliteRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {} FROM ferry_outbox WHERE id = ?1",
-            sql::ROW_COLUMNS
-        );
-        sqlx::query(&sql).bind(id).fetch_optional(pool).await
-    }
-
-    async fn retry(pool: &SqlitePool, id: &str) -> Result<bool, sqlx::Error> {
-        let retried: Option<String> = sqlx::query_scalar(sql::RETRY)
-            .bind(id)
-            .bind(now_ms())
-            .fetch_optional(pool)
-            .await?;
-        Ok(retried.is_some())
-    }
-
-    async fn retry_all_dead(pool: &SqlitePool) -> Result<Vec<String>, sqlx::Error> {
-        let mut rows: Vec<(i64, String)> = sqlx::query_as(sql::RETRY_ALL_DEAD)
-            .bind(now_ms())
-            .fetch_all(pool)
-            .await?;
-        // RETURNING has no order.
-        rows.sort_unstable();
-        Ok(rows.into_iter().map(|(_, id)| id).collect())
-    }
-
-    async fn delete_published(
-        pool: &SqlitePool,
-        age: Duration,
-        batch: i64,
-    ) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query(sql::DELETE_PUBLISHED)
-            .bind(now_ms() - millis(age))
-            .bind(batch)
-            .execute(pool)
-            .await?
-            .rows_affected())
-    }
-
-    async fn insert_inbox(
-        conn: &mut SqliteConnection,
-        consumer: &str,
-        message_id: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let inserted = sqlx::query(sql::INSERT_INBOX)
-            .bind(consumer)
-            .bind(message_id)
-            .bind(now_ms())
-            .execute(conn)
-            .await?
-            .rows_affected();
-        Ok(inserted == 1)
-    }
-
-    async fn inbox_contains(
-        pool: &SqlitePool,
-        consumer: &str,
-        message_id: &str,
-    ) -> Result<bool, sqlx::Error> {
-        let found: Option<i64> = sqlx::query_scalar(sql::INBOX_CONTAINS)
-            .bind(consumer)
-            .bind(message_id)
-            .fetch_optional(pool)
-            .await?;
-        Ok(found.is_some())
     }
 
     async fn inbox_lookup_group(
@@ -286,19 +142,6 @@ impl Dialect for Sqlite {
         _ids: &[&str],
     ) -> Result<Vec<(String, String)>, sqlx::Error> {
         Ok(Vec::new())
-    }
-
-    async fn delete_inbox(
-        pool: &SqlitePool,
-        age: Duration,
-        batch: i64,
-    ) -> Result<u64, sqlx::Error> {
-        Ok(sqlx::query(sql::DELETE_INBOX)
-            .bind(now_ms() - millis(age))
-            .bind(batch)
-            .execute(pool)
-            .await?
-            .rows_affected())
     }
 
     fn text(row: &SqliteRow, column: &str) -> Result<Option<String>, sqlx::Error> {

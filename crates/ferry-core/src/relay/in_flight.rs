@@ -13,7 +13,7 @@ pub(super) type Finished = (Instant, Result<RelayBatch, RelayError>);
 /// The relay's batches: up to [`RelayOptions::batches_in_flight`] being published (holding a
 /// permit of `publishing`), and one more claimed and waiting for a permit; batches whose
 /// publish is over are being marked.
-pub(super) struct Pipeline<F> {
+pub(super) struct InFlight<F> {
     options: RelayOptions,
     batches: FuturesUnordered<F>,
     /// When each batch in flight was claimed.
@@ -22,7 +22,7 @@ pub(super) struct Pipeline<F> {
     publishing: Arc<Semaphore>,
 }
 
-impl<F: Future<Output = Finished>> Pipeline<F> {
+impl<F: Future<Output = Finished>> InFlight<F> {
     pub fn new(options: RelayOptions) -> Self {
         Self {
             options,
