@@ -124,10 +124,14 @@ async fn text_until(
                 last = text;
             }
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: `{css}` still says {last:?}"
-        );
+        if tokio::time::Instant::now() >= deadline {
+            // What the page shows instead, for the failure message.
+            let page = match browser.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("{what}: `{css}` still says {last:?}; the page shows: {page}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

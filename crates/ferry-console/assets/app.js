@@ -3,7 +3,9 @@
 // (textContent), never as HTML: a dead letter cannot inject markup or script.
 "use strict";
 
-const state = { role: null, csrf: null, timer: null };
+// `seq` names the page being shown: a view that finishes loading after the user moved on
+// (or a refresh timer of a page left) does not draw over the page now shown.
+const state = { role: null, csrf: null, timer: null, seq: 0 };
 
 // el("td", {class: "num"}, "3"): an element; strings become text nodes.
 function el(tag, attrs, ...children) {
@@ -21,7 +23,8 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-function show(...nodes) {
+function show(seq, ...nodes) {
+  if (seq !== state.seq) return;
   const view = document.getElementById("view");
   view.replaceChildren(...nodes);
 }
@@ -131,9 +134,10 @@ function chart(title, points, key, cls) {
 }
 
 async function overview() {
+  const seq = state.seq;
   const [o, rates] = await Promise.all([api("/api/overview"), api("/api/rates?minutes=30")]);
   const age = o.outbox.oldest_pending_age_s;
-  show(
+  show(seq, 
     el("h1", {}, "Overview"),
     el("div", { class: "cards" },
       card("outbox pending", o.outbox.pending),
@@ -163,6 +167,7 @@ async function overview() {
 // --- dead letters -----------------------------------------------------------------------------
 
 async function groups() {
+  const seq = state.seq;
   const list = await api("/api/dead-letters/groups");
   const rows = list.map((g) => el("tr", { class: "group", dataset: { group: g.group } },
     el("td", {}, el("span", { class: "kind" }, g.fault_kind)),
@@ -180,7 +185,7 @@ async function groups() {
       actionButton("Delete", "danger delete-group", () => act(
         `Delete all ${g.count} dead letters of this group? (soft: they stay in the table)`,
         "/api/dead-letters/delete", { group: g.group }, "deleted", g.count, groups))))));
-  show(el("h1", {}, "Dead letters"),
+  show(seq, el("h1", {}, "Dead letters"),
     el("p", { class: "muted" }, "Grouped by fault kind, queue, event type and fault message (ids and numbers taken out)."),
     list.length === 0 ? el("p", { id: "no-groups" }, "No dead letters.") :
       el("table", { id: "groups" },
@@ -190,6 +195,7 @@ async function groups() {
 }
 
 async function group(key) {
+  const seq = state.seq;
   const list = await api(`/api/dead-letters?group=${encodeURIComponent(key)}&status=dead&limit=500`);
   const boxes = [];
   const rows = list.map((d) => {
@@ -205,7 +211,7 @@ async function group(key) {
   });
   const selected = () => boxes.filter((b) => b.checked).map((b) => b.value);
   const again = () => group(key);
-  show(el("h1", {}, "Group"), el("p", {}, el("a", { href: "#/dead-letters" }, "← all groups")),
+  show(seq, el("h1", {}, "Group"), el("p", {}, el("a", { href: "#/dead-letters" }, "← all groups")),
     el("div", { class: "actions" },
       actionButton("Replay selected", "primary replay-selected", () => {
         const ids = selected();
@@ -243,10 +249,11 @@ function bodyView(d) {
 }
 
 async function message(id) {
+  const seq = state.seq;
   const d = await api("/api/dead-letters/" + encodeURIComponent(id));
   const field = (k, v) => [el("dt", {}, k), el("dd", {}, v === null || v === undefined ? "—" : String(v))];
   const again = () => message(id);
-  show(el("h1", {}, "Dead letter"),
+  show(seq, el("h1", {}, "Dead letter"),
     el("p", {}, el("a", { href: "#/dead-letters" }, "← groups")),
     el("dl", { class: "fields" },
       field("id", d.id), field("message id", d.message_id), field("event type", d.event_type),
@@ -268,6 +275,7 @@ async function message(id) {
 // --- outbox and audit -------------------------------------------------------------------------
 
 async function outbox(status) {
+  const seq = state.seq;
   const filter = status || "";
   const [o, rows, stuck] = await Promise.all([
     api("/api/overview"),
@@ -283,7 +291,7 @@ async function outbox(status) {
       el("td", { class: "status-" + r.status }, r.status), el("td", { class: "num" }, r.attempts),
       el("td", { class: "msg" }, r.last_error || "—"), el("td", {}, time(r.created_at)), el("td", {}, time(r.published_at)),
       ...extra.map((e) => el("td", {}, e[1](r)))))));
-  show(el("h1", {}, "Outbox"),
+  show(seq, el("h1", {}, "Outbox"),
     el("div", { class: "cards" }, card("pending", o.outbox.pending), card("dead", o.outbox.dead, o.outbox.dead > 0),
       card("published", o.outbox.published)),
     el("div", { class: "actions" },
@@ -298,8 +306,9 @@ async function outbox(status) {
 }
 
 async function audit() {
+  const seq = state.seq;
   const rows = await api("/api/audit?limit=200");
-  show(el("h1", {}, "Audit"),
+  show(seq, el("h1", {}, "Audit"),
     rows.length === 0 ? el("p", { class: "muted" }, "No actions yet.") :
       el("table", { id: "audit" },
         el("thead", {}, el("tr", {}, ["at", "role", "action", "target", "count"].map((h) => el("th", {}, h)))),
@@ -311,6 +320,7 @@ async function audit() {
 
 async function route() {
   clearInterval(state.timer);
+  const seq = ++state.seq;
   const hash = window.location.hash.replace(/^#/, "") || "/";
   const [, view, arg] = hash.split("/");
   const name = view || "overview";
@@ -321,15 +331,15 @@ async function route() {
   try {
     if (name === "overview") {
       await overview();
-      state.timer = setInterval(() => overview().catch(() => {}), 5000);
+      if (seq === state.seq) state.timer = setInterval(() => overview().catch(() => {}), 5000);
     } else if (name === "dead-letters") await groups();
     else if (name === "group") await group(decodeURIComponent(arg || ""));
     else if (name === "message") await message(decodeURIComponent(arg || ""));
     else if (name === "outbox") await outbox();
     else if (name === "audit") await audit();
-    else show(el("p", {}, "No such page."));
+    else show(seq, el("p", {}, "No such page."));
   } catch (e) {
-    show(el("p", { class: "status-dead" }, "Cannot load: " + e.message));
+    show(seq, el("p", { class: "status-dead" }, "Cannot load: " + e.message));
   }
 }
 
@@ -343,4 +353,4 @@ async function start() {
   await route();
 }
 
-start().catch((e) => show(el("p", { class: "status-dead" }, "Cannot start: " + e.message)));
+start().catch((e) => show(state.seq, el("p", { class: "status-dead" }, "Cannot start: " + e.message)));
