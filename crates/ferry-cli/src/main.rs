@@ -1,4 +1,4 @@
-//! The `ferry` command: demo, publish, tail, outbox, dlq, contracts, bench.
+//! The `ferry` command: demo, publish, tail, outbox, dlq, contracts, console, bench.
 //!
 //! Standard output carries only the result; logs and progress go to standard error. Exit codes:
 //! 0 success, 1 runtime failure, 2 bad usage or input, 3 timed out.
@@ -64,6 +64,8 @@ enum Command {
     Dlq(commands::dlq::DlqArgs),
     /// Inspect and retry the outbox.
     Outbox(commands::outbox::OutboxArgs),
+    /// Serve the web console: dead letters, the outbox, live rates.
+    Console(commands::console::ConsoleArgs),
     /// Check event contracts: compare two AsyncAPI documents for breaking changes.
     Contracts(commands::contracts::ContractsArgs),
     /// Measure ferry against raw lapin: publish, relay, consume, inbox, end to end, Mediator.
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
             Command::Dlq(args) => commands::dlq::run(&cli.global, args).await,
             Command::Outbox(args) => commands::outbox::run(&cli.global, args).await,
             Command::Bench(args) => commands::bench::run(&cli.global, args).await,
+            Command::Console(args) => commands::console::run(&cli.global, args).await,
             Command::Contracts(args) => commands::contracts::run(args),
         }
     });

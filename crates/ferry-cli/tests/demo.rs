@@ -104,6 +104,25 @@ fn permanent_failures_are_dead_lettered_and_recorded() {
     assert_eq!(orders, 1000);
     assert!(n(&s, "dead_lettered") > 0, "{s}");
     assert_eq!(n(&s, "dead_lettered"), dead, "{s}");
+    // ferry's dead-letter store has each of them too, byte for byte.
+    let [stored, same_body] = rt.block_on(async {
+        let mut conn = pg(db.url()).await;
+        [
+            pg_count(
+                &mut conn,
+                "SELECT COUNT(*) FROM ferry_dead_letters WHERE status = 'dead' \
+                 AND queue = 'inventory.order-created' AND fault_kind = 'handler'",
+            )
+            .await,
+            pg_count(
+                &mut conn,
+                "SELECT COUNT(*) FROM dead_letters d JOIN ferry_dead_letters f \
+                 ON f.message_id = d.message_id AND f.body = d.body",
+            )
+            .await,
+        ]
+    });
+    assert_eq!((stored, same_body), (dead, dead));
     assert_eq!(dead, pending, "every dead letter is an order left pending");
     assert_eq!(confirmed + pending, 1000);
     assert_eq!(n(&s, "lost"), 0, "{s}");

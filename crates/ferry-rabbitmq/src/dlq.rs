@@ -34,6 +34,63 @@ pub enum DlqSelection {
     Ids(Vec<String>),
 }
 
+/// Why a dead letter could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The dead letter does not say which queue it failed on.
+    #[error("the dead letter has no `ferry-original-queue` header")]
+    NoOriginalQueue,
+    /// The broker did not confirm the republished message.
+    #[error(transparent)]
+    Publish(#[from] ferry_core::PublishError),
+}
+
+impl RabbitMq {
+    /// Replays one dead letter: republishes it, confirmed, to its `ferry-original-queue`
+    /// through the default exchange, without the `ferry-fault-*` headers and with
+    /// `ferry-attempt` reset, keeping its `ferry-original-*` headers (`docs/wire-format.md`).
+    /// What `ferry dlq replay` does for each message, and what a dead-letter store's replay
+    /// calls.
+    ///
+    /// ```no_run
+    /// # async fn demo(bus: ferry_rabbitmq::RabbitMq, dead: ferry_core::DeadLetter) -> Result<(), Box<dyn std::error::Error>> {
+    /// bus.replay_dead_letter(&dead).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn replay_dead_letter(&self, dead_letter: &DeadLetter) -> Result<(), ReplayError> {
+        let Some(queue) = dead_letter
+            .fault
+            .original_queue
+            .clone()
+            .filter(|q| !q.is_empty())
+        else {
+            return Err(ReplayError::NoOriginalQueue);
+        };
+        let mut message = dead_letter.message.clone();
+        Fault::strip_from(&mut message);
+        // The replay travels through the default exchange with the queue's name as routing key;
+        // the origin headers are what lets a second failure be dead-lettered, and its consumer
+        // span named, with the exchange and routing key the event was first published with.
+        let fault = &dead_letter.fault;
+        for (name, value) in [
+            (headers::ORIGINAL_EXCHANGE, &fault.original_exchange),
+            (headers::ORIGINAL_ROUTING_KEY, &fault.original_routing_key),
+            (headers::ORIGINAL_QUEUE, &fault.original_queue),
+        ] {
+            if let Some(value) = value {
+                message.headers.insert(name.into(), value.as_str().into());
+            }
+        }
+        let outgoing = OutgoingMessage {
+            exchange: Some(String::new()),
+            routing_key: queue,
+            message,
+        };
+        self.publish_one(outgoing).await?;
+        Ok(())
+    }
+}
+
 impl DlqSelection {
     fn selects(&self, dead_letter: &DeadLetter) -> bool {
         match self {
@@ -209,36 +266,8 @@ impl<'a> DeadLetterQueue<'a> {
     }
 
     async fn replay_one(&self, dead_letter: &DeadLetter) -> Result<(), String> {
-        let Some(queue) = dead_letter
-            .fault
-            .original_queue
-            .clone()
-            .filter(|q| !q.is_empty())
-        else {
-            return Err("the dead letter has no `ferry-original-queue` header".into());
-        };
-        let mut message = dead_letter.message.clone();
-        Fault::strip_from(&mut message);
-        // The replay travels through the default exchange with the queue's name as routing key;
-        // the origin headers are what lets a second failure be dead-lettered, and its consumer
-        // span named, with the exchange and routing key the event was first published with.
-        let fault = &dead_letter.fault;
-        for (name, value) in [
-            (headers::ORIGINAL_EXCHANGE, &fault.original_exchange),
-            (headers::ORIGINAL_ROUTING_KEY, &fault.original_routing_key),
-            (headers::ORIGINAL_QUEUE, &fault.original_queue),
-        ] {
-            if let Some(value) = value {
-                message.headers.insert(name.into(), value.as_str().into());
-            }
-        }
-        let outgoing = OutgoingMessage {
-            exchange: Some(String::new()),
-            routing_key: queue,
-            message,
-        };
         self.bus
-            .publish_one(outgoing)
+            .replay_dead_letter(dead_letter)
             .await
             .map_err(|e| e.to_string())
     }

@@ -98,7 +98,7 @@ use ferry_core::{
     PublishTransport, PublisherExt,
 };
 
-pub use dlq::{DeadLetterQueue, DlqSelection, ReplayReport};
+pub use dlq::{DeadLetterQueue, DlqSelection, ReplayError, ReplayReport};
 pub use error::{RabbitMqError, TopologyError};
 pub use options::{
     CA_FILE_ENV, DEFAULT_EXCHANGE, DEFAULT_QUEUE_SAMPLE_INTERVAL, DEFAULT_URL, EXCHANGE_ENV,

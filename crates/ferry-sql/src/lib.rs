@@ -11,6 +11,8 @@
 //!   transactional consumer (`.handle_transactional(outbox, handler)`) runs the handler in it.
 //! - [`SqlInbox`]: remembers which messages each consumer handled, keyed by (consumer,
 //!   message id).
+//! - [`DeadLetterStore`]: records dead letters byte for byte with their fault, groups, replays
+//!   and deletes them; [`AuditLog`]: operators' actions.
 //! - [`migrate()`]: creates ferry's tables (`docs/tables.md`), with ferry's own history table.
 //!
 //! Each database is a [`Dialect`] in a module of its own, which names the types as
@@ -25,6 +27,8 @@
 //! (`ferry_core::memory::MemoryOutbox`).
 #![warn(missing_docs)]
 
+mod audit;
+pub mod dead_letters;
 mod dialect;
 mod inbox;
 mod migrate;
@@ -37,6 +41,8 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use audit::{AuditEntry, AuditLog};
+pub use dead_letters::DeadLetterStore;
 pub use dialect::{Conn, Dialect, Migration, Pool, Row, Tx};
 pub use inbox::SqlInbox;
 pub use migrate::{MIGRATIONS_TABLE, MigrateError, migrate};

@@ -1,6 +1,7 @@
 //! One module a subcommand.
 
 pub mod bench;
+pub mod console;
 pub mod contracts;
 pub mod dlq;
 pub mod outbox;

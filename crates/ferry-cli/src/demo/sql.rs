@@ -140,6 +140,9 @@ pub const RESET: &[&str] = &[
     "DELETE FROM skipped_duplicates",
     concat!("DELETE FROM ferry_outbox WHERE ", demo_outbox_rows!()),
     "DELETE FROM ferry_inbox WHERE consumer IN ('inventory.order-created', 'orders.stock-reserved', 'myapp.dlq')",
+    // The dead-letter store keeps what failed on the demo's queues in earlier runs: a run starts
+    // without them, as it starts without its own `dead_letters` rows.
+    "DELETE FROM ferry_dead_letters WHERE queue IN ('inventory.order-created', 'orders.stock-reserved')",
 ];
 
 pub const INSERT_ORDER: &str = "INSERT INTO orders (id, customer_email, total_amount, status, created_at) \

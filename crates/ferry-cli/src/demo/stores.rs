@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ferry::{
     DeadLetter, HandlerError, MessageContext, PublishOptions,
+    sql::DeadLetterStore,
     transactional::{TransactionalHandler, TxContext},
 };
 
@@ -18,7 +19,7 @@ use super::{
 macro_rules! demo_db {
     (
         $name:ident, $reserve:ident, $pool:ty, $conn:ty, $outbox:ty, $tx:ty, $inbox:ty,
-        $schema:expr, $added:expr, $has_column:expr, $migrate:path
+        $schema:expr, $added:expr, $has_column:expr, $migrate:path, $dialect:ty
     ) => {
         /// The inventory context on this driver: a transactional handler, so ferry's
         /// transaction holds the inbox row, the reservation, the notification and the
@@ -245,6 +246,11 @@ macro_rules! demo_db {
                     .bind(i64::from(dead.fault.attempts))
                     .execute(&mut *tx)
                     .await?;
+                // ferry's dead-letter store too (what `ferry console` shows), in the same
+                // transaction: both tables have the dead letter, or neither.
+                DeadLetterStore::<$dialect>::record_in(&mut *tx, dead)
+                    .await
+                    .map_err(HandlerError::transient)?;
                 tx.commit().await?;
                 Ok(true)
             }
@@ -295,7 +301,8 @@ demo_db!(
     sql::PG_SCHEMA,
     sql::PG_ADDED_COLUMNS,
     sql::PG_HAS_COLUMN,
-    ferry::postgres::migrate
+    ferry::postgres::migrate,
+    ferry::postgres::Postgres
 );
 
 demo_db!(
@@ -309,5 +316,6 @@ demo_db!(
     sql::SQLITE_SCHEMA,
     sql::SQLITE_ADDED_COLUMNS,
     sql::SQLITE_HAS_COLUMN,
-    ferry::sqlite::migrate
+    ferry::sqlite::migrate,
+    ferry::sqlite::Sqlite
 );

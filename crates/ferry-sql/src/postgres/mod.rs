@@ -74,6 +74,7 @@
 //! them (nack, unroutable) while a later one of the same batch is confirmed, the refused row is
 //! retried after it: order holds for rows that publish, not across a refusal.
 
+mod dead_letters;
 mod dialect;
 mod listen;
 mod schema;

@@ -13,10 +13,11 @@ pub(super) const HISTORY_TABLE: &str = "CREATE TABLE IF NOT EXISTS ferry_migrati
 /// (the bytes of "ferrymig").
 pub(super) const LOCK_KEY: i64 = 0x6665_7272_796d_6967;
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "outbox and inbox",
-    sql: r#"
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "outbox and inbox",
+        sql: r#"
 CREATE TABLE ferry_outbox (
     id              TEXT PRIMARY KEY,
     seq             BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
@@ -60,4 +61,44 @@ CREATE TABLE ferry_inbox (
 );
 CREATE INDEX ferry_inbox_processed_at_idx ON ferry_inbox (processed_at);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        description: "dead-letter store and console audit",
+        sql: r#"
+CREATE TABLE ferry_dead_letters (
+    id            TEXT NOT NULL PRIMARY KEY,
+    message_id    TEXT,
+    event_type    TEXT,
+    queue         TEXT,
+    exchange      TEXT,
+    routing_key   TEXT,
+    fault_kind    TEXT NOT NULL,
+    fault_message TEXT NOT NULL,
+    attempts      INTEGER NOT NULL,
+    failed_at     TIMESTAMPTZ NOT NULL,
+    headers       TEXT NOT NULL,
+    properties    TEXT NOT NULL,
+    body          BYTEA NOT NULL,
+    status        TEXT NOT NULL DEFAULT 'dead'
+                  CHECK (status IN ('dead', 'replayed', 'deleted')),
+    replayed_at   TIMESTAMPTZ,
+    group_key     TEXT NOT NULL,
+    fault_group   TEXT NOT NULL,
+    recorded_at   TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX ferry_dead_letters_group_idx ON ferry_dead_letters (status, group_key, failed_at);
+CREATE INDEX ferry_dead_letters_failed_at_idx ON ferry_dead_letters (failed_at);
+CREATE INDEX ferry_dead_letters_queue_idx ON ferry_dead_letters (queue);
+
+CREATE TABLE ferry_audit (
+    id     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at     TIMESTAMPTZ NOT NULL,
+    role   TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    count  BIGINT NOT NULL
+);
+"#,
+    },
+];

@@ -68,6 +68,7 @@
 //! - **Durability.** With WAL and `synchronous = NORMAL` (what [`connect`] sets) a commit can be
 //!   lost on power failure (not on a process crash); use `synchronous = FULL` if that matters.
 
+mod dead_letters;
 mod dialect;
 mod schema;
 mod sql;
