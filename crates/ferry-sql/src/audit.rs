@@ -52,14 +52,16 @@ impl<D: DeadLetterDialect> AuditLog<D> {
         target: &str,
         count: i64,
     ) -> Result<(), DeadLetterStoreError> {
-        D::audit_insert(&self.pool, role, action, target, count).await?;
+        crate::dead_letters::statement::audit_insert::<D>(&self.pool, role, action, target, count)
+            .await?;
         tracing::info!(role, action, target, count, "audited");
         Ok(())
     }
 
     /// The newest `limit` rows, newest first.
     pub async fn list(&self, limit: u32) -> Result<Vec<AuditEntry>, DeadLetterStoreError> {
-        let rows = D::audit_list(&self.pool, i64::from(limit)).await?;
+        let rows =
+            crate::dead_letters::statement::audit_list::<D>(&self.pool, i64::from(limit)).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             out.push(AuditEntry {

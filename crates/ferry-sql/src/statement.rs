@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use ferry_core::NewOutboxRow;
 
 use crate::dialect::{Conn, Dialect, Migration, Pool, Row};
@@ -26,6 +27,8 @@ pub enum Arg<'a> {
     Ids(&'a [String]),
     /// A span of time in milliseconds, or `NULL`.
     Millis(Option<Duration>),
+    /// A moment (`timestamptz` on PostgreSQL, milliseconds since the Unix epoch on SQLite).
+    Time(DateTime<Utc>),
 }
 
 /// The SQL text of the statements the store runs the same way on every database. Arguments

@@ -2,10 +2,9 @@
 //! text and how times are written. Implemented next to each [`Dialect`]
 //! (`postgres/dead_letters.rs`, `sqlite/dead_letters.rs`).
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::dialect::{Conn, Dialect, Pool, Row};
+use crate::dialect::Dialect;
 
 /// A dead letter to insert, as the columns of `ferry_dead_letters` hold it.
 #[derive(Debug)]
@@ -42,55 +41,43 @@ pub struct NewDeadLetterRow<'a> {
     pub fault_group: &'a str,
 }
 
-/// The dead-letter store's and audit log's statements for one database.
-#[async_trait]
-pub trait DeadLetterDialect: Dialect {
-    /// Inserts a dead letter.
-    async fn dl_insert(
-        conn: &mut Conn<Self>,
-        row: &NewDeadLetterRow<'_>,
-    ) -> Result<(), sqlx::Error>;
-
-    /// Rows (without headers, properties and body), newest first.
-    async fn dl_list(
-        pool: &Pool<Self>,
-        status: Option<&str>,
-        group: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<Row<Self>>, sqlx::Error>;
-
-    /// One row with every column.
-    async fn dl_get(pool: &Pool<Self>, id: &str) -> Result<Option<Row<Self>>, sqlx::Error>;
-
-    /// Marks a `dead` row replayed; whether it was `dead`.
-    async fn dl_mark_replayed(pool: &Pool<Self>, id: &str) -> Result<bool, sqlx::Error>;
-
-    /// Marks rows that are not yet deleted as deleted; how many.
-    async fn dl_delete(pool: &Pool<Self>, ids: &[String]) -> Result<u64, sqlx::Error>;
-
+/// The SQL text of the dead-letter store's and the audit log's statements on one database;
+/// `dead_letters/statement.rs` binds their arguments (numbered in the order each field's
+/// comment gives) and reads their rows the same way on every database.
+#[derive(Debug)]
+pub struct DeadLetterStatements {
+    /// Inserts a dead letter: id, message id, event type, queue, exchange, routing key, fault
+    /// kind, fault message, attempts, failed at, headers, properties, body, group key, fault
+    /// group.
+    pub insert: &'static str,
+    /// Rows (without headers, properties and body), newest first: status (or `NULL`), group
+    /// key (or `NULL`), limit.
+    pub list: &'static str,
+    /// One row with every column: id.
+    pub get: &'static str,
+    /// Marks a `dead` row replayed: id.
+    pub mark_replayed: &'static str,
+    /// Marks rows that are not yet deleted as deleted: ids.
+    pub delete: &'static str,
     /// One row: `dead`, `replayed`, `deleted` (counts) and `groups` (groups of dead rows).
-    async fn dl_counts(pool: &Pool<Self>) -> Result<Row<Self>, sqlx::Error>;
-
+    pub counts: &'static str,
     /// The groups of `dead` rows: `group_key`, `fault_kind`, `queue`, `event_type`,
     /// `fault_group`, `n`, `first_failed_at`, `last_failed_at`; largest first.
-    async fn dl_groups(pool: &Pool<Self>) -> Result<Vec<Row<Self>>, sqlx::Error>;
-
+    pub groups: &'static str,
     /// The distinct queues dead letters failed on (`queue`).
-    async fn dl_queues(pool: &Pool<Self>) -> Result<Vec<Row<Self>>, sqlx::Error>;
+    pub queues: &'static str,
+    /// Per-minute counts since: a moment; `source` (`published`, `dead_lettered`,
+    /// `handled`), `minute` (minutes since the Unix epoch), `n`.
+    pub rates: &'static str,
+    /// Appends an audit row: role, action, target, count.
+    pub audit_insert: &'static str,
+    /// The newest audit rows (`at`, `role`, `action`, `target`, `count`): limit.
+    pub audit_list: &'static str,
+}
 
-    /// Per-minute counts since `since`: `source` (`published`, `dead_lettered`, `handled`),
-    /// `minute` (minutes since the Unix epoch), `n`.
-    async fn rates(pool: &Pool<Self>, since: DateTime<Utc>) -> Result<Vec<Row<Self>>, sqlx::Error>;
-
-    /// Appends an audit row.
-    async fn audit_insert(
-        pool: &Pool<Self>,
-        role: &str,
-        action: &str,
-        target: &str,
-        count: i64,
-    ) -> Result<(), sqlx::Error>;
-
-    /// The newest audit rows: `at`, `role`, `action`, `target`, `count`.
-    async fn audit_list(pool: &Pool<Self>, limit: i64) -> Result<Vec<Row<Self>>, sqlx::Error>;
+/// A database the dead-letter store and the audit log run on: a [`Dialect`] and the text of
+/// their statements.
+pub trait DeadLetterDialect: Dialect {
+    /// The statements' text.
+    const DEAD_LETTER_SQL: &'static DeadLetterStatements;
 }

@@ -15,6 +15,7 @@
 pub(crate) mod dialect;
 mod group;
 mod record;
+pub(crate) mod statement;
 
 use std::future::Future;
 
@@ -22,7 +23,7 @@ use chrono::{DateTime, Utc};
 use ferry_core::{DeadLetter, HandlerError};
 
 use crate::dialect::{Conn, Pool};
-pub use dialect::{DeadLetterDialect, NewDeadLetterRow};
+pub use dialect::{DeadLetterDialect, DeadLetterStatements, NewDeadLetterRow};
 pub use group::{group_key, normalize_fault_message};
 pub use record::{
     DeadLetterCounts, DeadLetterGroup, DeadLetterRecord, DeadLetterStatus, RatePoint,
@@ -30,8 +31,31 @@ pub use record::{
 };
 
 /// The columns of a listed row.
-pub(crate) const LIST_COLUMNS: &str = "id, message_id, event_type, queue, exchange, routing_key, \
-     fault_kind, fault_message, attempts, failed_at, status, replayed_at, group_key";
+macro_rules! list_columns {
+    () => {
+        "id, message_id, event_type, queue, exchange, routing_key, fault_kind, fault_message, \
+         attempts, failed_at, status, replayed_at, group_key"
+    };
+}
+pub(crate) use list_columns;
+
+/// The counts by status, the same SQL on every database.
+pub(crate) const COUNTS: &str = "SELECT count(*) FILTER (WHERE status = 'dead') AS dead, \
+    count(*) FILTER (WHERE status = 'replayed') AS replayed, \
+    count(*) FILTER (WHERE status = 'deleted') AS deleted, \
+    count(DISTINCT group_key) FILTER (WHERE status = 'dead') AS groups \
+    FROM ferry_dead_letters";
+
+/// The groups of `dead` rows, the same SQL on every database.
+pub(crate) const GROUPS: &str = "SELECT group_key, min(fault_kind) AS fault_kind, \
+    min(queue) AS queue, min(event_type) AS event_type, min(fault_group) AS fault_group, \
+    count(*) AS n, min(failed_at) AS first_failed_at, max(failed_at) AS last_failed_at \
+    FROM ferry_dead_letters WHERE status = 'dead' \
+    GROUP BY group_key ORDER BY n DESC, last_failed_at DESC";
+
+/// The queues dead letters failed on, the same SQL on every database.
+pub(crate) const QUEUES: &str =
+    "SELECT DISTINCT queue FROM ferry_dead_letters WHERE queue IS NOT NULL ORDER BY queue";
 
 /// Why the dead-letter store failed.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +154,7 @@ impl<D: DeadLetterDialect> DeadLetterStore<D> {
             group_key: &key,
             fault_group: &fault_group,
         };
-        D::dl_insert(conn, &row).await?;
+        statement::insert::<D>(conn, &row).await?;
         tracing::debug!(id, kind = %fault.kind, queue, "dead letter recorded in the store");
         Ok(id)
     }
@@ -165,7 +189,7 @@ impl<D: DeadLetterDialect> DeadLetterStore<D> {
         group: Option<&str>,
         limit: u32,
     ) -> Result<Vec<DeadLetterRecord>, DeadLetterStoreError> {
-        let rows = D::dl_list(
+        let rows = statement::list::<D>(
             &self.pool,
             status.map(DeadLetterStatus::as_str),
             group,
@@ -177,7 +201,7 @@ impl<D: DeadLetterDialect> DeadLetterStore<D> {
 
     /// One dead letter with its headers, properties and body.
     pub async fn get(&self, id: &str) -> Result<Option<StoredDeadLetter>, DeadLetterStoreError> {
-        let row = D::dl_get(&self.pool, id).await?;
+        let row = statement::get::<D>(&self.pool, id).await?;
         row.as_ref().map(record::read_stored::<D>).transpose()
     }
 
@@ -191,19 +215,19 @@ impl<D: DeadLetterDialect> DeadLetterStore<D> {
 
     /// The groups of `dead` rows, largest first.
     pub async fn groups(&self) -> Result<Vec<DeadLetterGroup>, DeadLetterStoreError> {
-        let rows = D::dl_groups(&self.pool).await?;
+        let rows = statement::groups::<D>(&self.pool).await?;
         rows.iter().map(record::read_group::<D>).collect()
     }
 
     /// Rows by status, and the number of groups of `dead` rows.
     pub async fn counts(&self) -> Result<DeadLetterCounts, DeadLetterStoreError> {
-        let row = D::dl_counts(&self.pool).await?;
+        let row = statement::counts::<D>(&self.pool).await?;
         record::read_counts::<D>(&row)
     }
 
     /// The queues dead letters failed on.
     pub async fn queues(&self) -> Result<Vec<String>, DeadLetterStoreError> {
-        let rows = D::dl_queues(&self.pool).await?;
+        let rows = statement::queues::<D>(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             if let Some(queue) = D::text(row, "queue")? {
@@ -219,7 +243,7 @@ impl<D: DeadLetterDialect> DeadLetterStore<D> {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<RatePoint>, DeadLetterStoreError> {
-        let rows = D::rates(&self.pool, since).await?;
+        let rows = statement::rates::<D>(&self.pool, since).await?;
         rows.iter().map(record::read_rate::<D>).collect()
     }
 
@@ -253,7 +277,7 @@ impl<D: DeadLetterDialect> DeadLetterStore<D> {
                 Ok(()) => {
                     // Another replay may have marked it meanwhile; the message went out
                     // either way (at least once), so it counts as replayed.
-                    D::dl_mark_replayed(&self.pool, id).await?;
+                    statement::mark_replayed::<D>(&self.pool, id).await?;
                     outcome.replayed.push(id.clone());
                 }
                 Err(e) => {
@@ -271,7 +295,7 @@ impl<D: DeadLetterDialect> DeadLetterStore<D> {
     /// Marks rows deleted (soft: they stay in the table, with status `deleted`); how many were
     /// not deleted before.
     pub async fn delete(&self, ids: &[String]) -> Result<u64, DeadLetterStoreError> {
-        let n = D::dl_delete(&self.pool, ids).await?;
+        let n = statement::delete::<D>(&self.pool, ids).await?;
         if n > 0 {
             tracing::info!(rows = n, "dead letters deleted (soft)");
         }

@@ -29,6 +29,7 @@ fn bind<'q>(query: PgQuery<'q>, arg: &Arg<'q>) -> PgQuery<'q> {
         Arg::Json(json) => query.bind(json),
         Arg::Ids(ids) => query.bind(ids),
         Arg::Millis(span) => query.bind(span.map(millis)),
+        Arg::Time(at) => query.bind(at),
     }
 }
 

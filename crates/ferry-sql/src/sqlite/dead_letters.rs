@@ -1,173 +1,55 @@
-//! The dead-letter store and audit log on SQLite (times in milliseconds since the Unix epoch).
+//! The dead-letter store's and the audit log's statements on SQLite (times in milliseconds
+//! since the Unix epoch).
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::{SqliteConnection, SqlitePool, sqlite::SqliteRow};
+use super::{Sqlite, sql::now};
+use crate::dead_letters::{self, DeadLetterDialect, DeadLetterStatements, list_columns};
 
-use super::{Sqlite, dialect::now_ms};
-use crate::dead_letters::{
-    LIST_COLUMNS,
-    dialect::{DeadLetterDialect, NewDeadLetterRow},
-};
-
-#[async_trait]
 impl DeadLetterDialect for Sqlite {
-    async fn dl_insert(
-        conn: &mut SqliteConnection,
-        row: &NewDeadLetterRow<'_>,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
+    const DEAD_LETTER_SQL: &'static DeadLetterStatements = &DeadLetterStatements {
+        insert: concat!(
             "INSERT INTO ferry_dead_letters (id, message_id, event_type, queue, exchange, \
              routing_key, fault_kind, fault_message, attempts, failed_at, headers, properties, \
              body, group_key, fault_group, recorded_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-        )
-        .bind(row.id)
-        .bind(row.message_id)
-        .bind(row.event_type)
-        .bind(row.queue)
-        .bind(row.exchange)
-        .bind(row.routing_key)
-        .bind(row.fault_kind)
-        .bind(row.fault_message)
-        .bind(row.attempts)
-        .bind(row.failed_at.timestamp_millis())
-        .bind(row.headers)
-        .bind(row.properties)
-        .bind(row.body)
-        .bind(row.group_key)
-        .bind(row.fault_group)
-        .bind(now_ms())
-        .execute(conn)
-        .await?;
-        Ok(())
-    }
-
-    async fn dl_list(
-        pool: &SqlitePool,
-        status: Option<&str>,
-        group: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {LIST_COLUMNS} FROM ferry_dead_letters \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ",
+            now!(),
+            ")"
+        ),
+        list: concat!(
+            "SELECT ",
+            list_columns!(),
+            " FROM ferry_dead_letters \
              WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR group_key = ?2) \
              ORDER BY failed_at DESC, id DESC LIMIT ?3"
-        );
-        sqlx::query(&sql)
-            .bind(status)
-            .bind(group)
-            .bind(limit)
-            .fetch_all(pool)
-            .await
-    }
-
-    async fn dl_get(pool: &SqlitePool, id: &str) -> Result<Option<SqliteRow>, sqlx::Error> {
-        let sql = format!(
-            "SELECT {LIST_COLUMNS}, headers, properties, body FROM ferry_dead_letters \
-             WHERE id = ?1"
-        );
-        sqlx::query(&sql).bind(id).fetch_optional(pool).await
-    }
-
-    async fn dl_mark_replayed(pool: &SqlitePool, id: &str) -> Result<bool, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE ferry_dead_letters SET status = 'replayed', replayed_at = ?2 \
-             WHERE id = ?1 AND status = 'dead'",
-        )
-        .bind(id)
-        .bind(now_ms())
-        .execute(pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn dl_delete(pool: &SqlitePool, ids: &[String]) -> Result<u64, sqlx::Error> {
-        let done = sqlx::query(
-            "UPDATE ferry_dead_letters SET status = 'deleted' \
-             WHERE id IN (SELECT value FROM json_each(?1)) AND status <> 'deleted'",
-        )
-        .bind(serde_json::Value::from(ids.to_vec()).to_string())
-        .execute(pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn dl_counts(pool: &SqlitePool) -> Result<SqliteRow, sqlx::Error> {
-        sqlx::query(
-            "SELECT count(*) FILTER (WHERE status = 'dead') AS dead, \
-                    count(*) FILTER (WHERE status = 'replayed') AS replayed, \
-                    count(*) FILTER (WHERE status = 'deleted') AS deleted, \
-                    count(DISTINCT group_key) FILTER (WHERE status = 'dead') AS groups \
-             FROM ferry_dead_letters",
-        )
-        .fetch_one(pool)
-        .await
-    }
-
-    async fn dl_groups(pool: &SqlitePool) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        sqlx::query(
-            "SELECT group_key, min(fault_kind) AS fault_kind, min(queue) AS queue, \
-                    min(event_type) AS event_type, min(fault_group) AS fault_group, \
-                    count(*) AS n, min(failed_at) AS first_failed_at, \
-                    max(failed_at) AS last_failed_at \
-             FROM ferry_dead_letters WHERE status = 'dead' \
-             GROUP BY group_key ORDER BY n DESC, last_failed_at DESC",
-        )
-        .fetch_all(pool)
-        .await
-    }
-
-    async fn dl_queues(pool: &SqlitePool) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        sqlx::query(
-            "SELECT DISTINCT queue FROM ferry_dead_letters WHERE queue IS NOT NULL ORDER BY queue",
-        )
-        .fetch_all(pool)
-        .await
-    }
-
-    async fn rates(pool: &SqlitePool, since: DateTime<Utc>) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        sqlx::query(
-            "SELECT 'published' AS source, published_at / 60000 AS minute, count(*) AS n \
-             FROM ferry_outbox WHERE status = 'published' AND published_at >= ?1 GROUP BY 2 \
-             UNION ALL \
-             SELECT 'dead_lettered', failed_at / 60000, count(*) \
-             FROM ferry_dead_letters WHERE failed_at >= ?1 GROUP BY 2 \
-             UNION ALL \
-             SELECT 'handled', processed_at / 60000, count(*) \
-             FROM ferry_inbox WHERE processed_at >= ?1 GROUP BY 2",
-        )
-        .bind(since.timestamp_millis())
-        .fetch_all(pool)
-        .await
-    }
-
-    async fn audit_insert(
-        pool: &SqlitePool,
-        role: &str,
-        action: &str,
-        target: &str,
-        count: i64,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "INSERT INTO ferry_audit (at, role, action, target, count) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .bind(now_ms())
-        .bind(role)
-        .bind(action)
-        .bind(target)
-        .bind(count)
-        .execute(pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn audit_list(pool: &SqlitePool, limit: i64) -> Result<Vec<SqliteRow>, sqlx::Error> {
-        sqlx::query(
-            "SELECT at, role, action, target, count FROM ferry_audit ORDER BY id DESC LIMIT ?1",
-        )
-        .bind(limit)
-        .fetch_all(pool)
-        .await
-    }
+        ),
+        get: concat!(
+            "SELECT ",
+            list_columns!(),
+            ", headers, properties, body FROM ferry_dead_letters WHERE id = ?1"
+        ),
+        mark_replayed: concat!(
+            "UPDATE ferry_dead_letters SET status = 'replayed', replayed_at = ",
+            now!(),
+            " WHERE id = ?1 AND status = 'dead'"
+        ),
+        delete: "UPDATE ferry_dead_letters SET status = 'deleted' \
+                 WHERE id IN (SELECT value FROM json_each(?1)) AND status <> 'deleted'",
+        counts: dead_letters::COUNTS,
+        groups: dead_letters::GROUPS,
+        queues: dead_letters::QUEUES,
+        rates: "SELECT 'published' AS source, published_at / 60000 AS minute, count(*) AS n \
+                FROM ferry_outbox WHERE status = 'published' AND published_at >= ?1 GROUP BY 2 \
+                UNION ALL \
+                SELECT 'dead_lettered', failed_at / 60000, count(*) \
+                FROM ferry_dead_letters WHERE failed_at >= ?1 GROUP BY 2 \
+                UNION ALL \
+                SELECT 'handled', processed_at / 60000, count(*) \
+                FROM ferry_inbox WHERE processed_at >= ?1 GROUP BY 2",
+        audit_insert: concat!(
+            "INSERT INTO ferry_audit (at, role, action, target, count) VALUES (",
+            now!(),
+            ", ?1, ?2, ?3, ?4)"
+        ),
+        audit_list: "SELECT at, role, action, target, count FROM ferry_audit \
+                     ORDER BY id DESC LIMIT ?1",
+    };
 }

@@ -41,6 +41,7 @@ fn bind<'q>(query: SqliteQuery<'q>, arg: &Arg<'q>) -> SqliteQuery<'q> {
         Arg::Json(json) => query.bind(json.to_string()),
         Arg::Ids(ids) => query.bind(json_ids(ids)),
         Arg::Millis(span) => query.bind(span.map(millis)),
+        Arg::Time(at) => query.bind(at.timestamp_millis()),
     }
 }
 

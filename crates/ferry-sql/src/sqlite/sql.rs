@@ -9,6 +9,7 @@ macro_rules! now {
         "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
     };
 }
+pub(super) use now;
 
 /// Claims due rows in order and leases them. A row with a partition key is taken only if no
 /// earlier pending row of its partition is leased or waiting for its next attempt (SQLite has
