@@ -46,9 +46,7 @@ async fn a_refusing_node_is_passed_over_and_the_first_node_is_chosen_at_random()
         let on = bus.node().expect("connected");
         assert_ne!(on, redacted(&down_url), "never on the refusing node");
         chosen.insert(on);
-        bus.delete_exchange(&bus.options().exchange().to_owned())
-            .await
-            .ok();
+        bus.delete_exchange(bus.options().exchange()).await.ok();
         bus.close().await;
     }
     assert_eq!(
@@ -83,9 +81,7 @@ async fn a_reconnection_goes_to_another_node_when_its_node_is_lost() {
     .await
     .expect("reconnected within 20 s");
     assert_eq!(bus.node(), Some(other), "reconnected to the other node");
-    bus.delete_exchange(&bus.options().exchange().to_owned())
-        .await
-        .ok();
+    bus.delete_exchange(bus.options().exchange()).await.ok();
     bus.close().await;
 }
 
