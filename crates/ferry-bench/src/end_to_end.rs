@@ -198,6 +198,7 @@ impl Scenario for EndToEnd {
             &pool,
             &outbox,
             FERRY_KEY,
+            true,
             self.events,
             (WARM_UP, RATE_PER_S),
         )

@@ -143,13 +143,16 @@ pub async fn fill_outbox(
 }
 
 /// One event a transaction at a steady pace: event `seq` (routed with `routing_key`) is added to
-/// the outbox and committed when [`due`] at `rate_per_s` from `warm_up` from now. Returns each
+/// the outbox and committed when [`due`] at `rate_per_s` from `warm_up` from now; `handed`:
+/// through an `OutboxTransaction` (handed to the relay at commit), else with `add_with` on a
+/// transaction of the caller's own (the notification, then a claim). Returns each
 /// event's number, id and when its commit returned; the first failure once the commits in
 /// flight are done (no event is added after it).
 pub async fn commit_paced(
     pool: &PgPool,
     outbox: &PgOutbox,
     routing_key: &'static str,
+    handed: bool,
     events: u64,
     (warm_up, rate_per_s): (Duration, u64),
 ) -> Result<Vec<(u64, String, Instant)>, BenchError> {
@@ -164,16 +167,26 @@ pub async fn commit_paced(
             let failed = |e: &dyn std::fmt::Display| {
                 BenchError::Runtime(format!("cannot add to the outbox: {e}"))
             };
-            let mut tx = pool.begin().await.map_err(|e| failed(&e))?;
+            let tx = pool.begin().await.map_err(|e| failed(&e))?;
             let options = PublishOptions {
                 routing_key: Some(routing_key.to_owned()),
                 ..PublishOptions::default()
             };
-            let id = outbox
-                .add_with(&mut tx, &BenchEvent::new(seq), options)
-                .await
-                .map_err(|e| failed(&e))?;
-            tx.commit().await.map_err(|e| failed(&e))?;
+            let event = BenchEvent::new(seq);
+            let id = if handed {
+                let mut tx = outbox.transaction(tx);
+                let id = tx.add_with(&event, options).await.map_err(|e| failed(&e))?;
+                tx.commit().await.map_err(|e| failed(&e))?;
+                id
+            } else {
+                let mut tx = tx;
+                let id = outbox
+                    .add_with(&mut tx, &event, options)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                tx.commit().await.map_err(|e| failed(&e))?;
+                id
+            };
             Ok((seq, id, Instant::now()))
         });
         while let Some(joined) = commits.try_join_next() {

@@ -104,6 +104,7 @@ impl RelayLatencyBench {
             &pool,
             &outbox,
             ROUTING_KEY,
+            false,
             self.events,
             (WARM_UP, RATE_PER_S),
         )
