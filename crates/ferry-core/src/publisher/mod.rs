@@ -10,6 +10,10 @@
 //! the span or the count. ([`Publisher`] is sealed: every type that implements
 //! [`PublishTransport`] is a [`Publisher`], and nothing else is.)
 
+mod content_mode;
+
+pub use content_mode::InContentMode;
+
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use async_trait::async_trait;
@@ -284,6 +288,21 @@ pub trait PublishTransport: Send + Sync {
 
 #[async_trait]
 impl<T: PublishTransport + ?Sized> PublishTransport for std::sync::Arc<T> {
+    fn source(&self) -> Option<&str> {
+        (**self).source()
+    }
+
+    fn exchange(&self) -> Option<&str> {
+        (**self).exchange()
+    }
+
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        (**self).send(batch).await
+    }
+}
+
+#[async_trait]
+impl<T: PublishTransport + ?Sized> PublishTransport for &T {
     fn source(&self) -> Option<&str> {
         (**self).source()
     }
