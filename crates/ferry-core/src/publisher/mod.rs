@@ -286,35 +286,27 @@ pub trait PublishTransport: Send + Sync {
     async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>>;
 }
 
-#[async_trait]
-impl<T: PublishTransport + ?Sized> PublishTransport for std::sync::Arc<T> {
-    fn source(&self) -> Option<&str> {
-        (**self).source()
-    }
+/// A shared or borrowed transport is one too: `Arc<T>` and `&T` forward to `T`.
+macro_rules! forward_transport {
+    ($($target:ty),+) => {$(
+        #[async_trait]
+        impl<T: PublishTransport + ?Sized> PublishTransport for $target {
+            fn source(&self) -> Option<&str> {
+                (**self).source()
+            }
 
-    fn exchange(&self) -> Option<&str> {
-        (**self).exchange()
-    }
+            fn exchange(&self) -> Option<&str> {
+                (**self).exchange()
+            }
 
-    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
-        (**self).send(batch).await
-    }
+            async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+                (**self).send(batch).await
+            }
+        }
+    )+};
 }
 
-#[async_trait]
-impl<T: PublishTransport + ?Sized> PublishTransport for &T {
-    fn source(&self) -> Option<&str> {
-        (**self).source()
-    }
-
-    fn exchange(&self) -> Option<&str> {
-        (**self).exchange()
-    }
-
-    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
-        (**self).send(batch).await
-    }
-}
+forward_transport!(Arc<T>, &T);
 
 mod sealed {
     /// Only [`PublishTransport`](super::PublishTransport)s are publishers.
