@@ -315,7 +315,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<14} {:>14} {:>14} {:>7}  {:<32} met",
+            "{:<18} {:>14} {:>14} {:>7}  {:<32} met",
             "scenario", "ferry", "baseline", "ratio", "aim"
         );
         for s in &self.scenarios {
@@ -336,7 +336,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{:<14} {:>14} {:>14} {:>7.3}  {:<32} {}",
+                "{:<18} {:>14} {:>14} {:>7.3}  {:<32} {}",
                 s.name, ferry, baseline, s.ratio, s.aim, met
             );
         }
@@ -358,8 +358,13 @@ impl Report {
             if let (Some(w), Some(r)) = (s.same_wire_per_s, s.ratio_same_wire) {
                 let _ = write!(
                     out,
-                    "\n{}: raw lapin with ferry's exact wire messages (CloudEvents headers): {}/s, ratio {r:.3}",
+                    "\n{}: raw lapin with ferry's exact wire messages ({}): {}/s, ratio {r:.3}",
                     s.name,
+                    if s.name.ends_with("_structured") {
+                        "structured mode, no headers"
+                    } else {
+                        "CloudEvents headers"
+                    },
                     thousands(w)
                 );
             }
