@@ -136,6 +136,10 @@ pub const CONFIRMED_NOT_MARKED: &str = "confirmed-not-marked";
 /// The line a worker prints once it is running.
 pub const READY: &str = "ready";
 
+/// The line a worker prints (`node <url>`, password hidden) whenever its broker connection is
+/// on another node than before: the cluster suite kills the node a worker is on.
+pub const NODE: &str = "node";
+
 /// The environment variable that makes a relay worker also commit this many events itself,
 /// one transaction each at about 1,000 a second, through `PgOutbox::begin` on the relay's own
 /// outbox, so they are handed to its relay (case 9). Read only by `fault-worker`.
@@ -177,7 +181,7 @@ pub const HANDED: &str = "handed";
 pub struct WorkerSettings {
     /// The database (`postgres://…`).
     pub database_url: String,
-    /// The broker (possibly through a proxy).
+    /// The broker (possibly through a proxy), or the nodes of a cluster, comma-separated.
     pub amqp_url: String,
     /// The events exchange.
     pub exchange: String,
@@ -201,6 +205,8 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// The handler sleeps between these two (milliseconds) before it applies the event.
     pub handler_delay_ms: (u64, u64),
+    /// The consumer's queue is a quorum queue (replicated over a cluster's nodes).
+    pub quorum: bool,
 }
 
 impl WorkerSettings {
@@ -227,6 +233,7 @@ impl WorkerSettings {
             prefetch: 100,
             concurrency: 8,
             handler_delay_ms: (0, 0),
+            quorum: false,
         }
     }
 
@@ -249,6 +256,7 @@ impl WorkerSettings {
                 "FAULT_HANDLER_DELAY_MS",
                 format!("{}-{}", self.handler_delay_ms.0, self.handler_delay_ms.1),
             ),
+            ("FAULT_QUORUM", u8::from(self.quorum).to_string()),
         ]
     }
 
@@ -280,6 +288,7 @@ impl WorkerSettings {
             prefetch: number("FAULT_PREFETCH")?,
             concurrency: number("FAULT_CONCURRENCY")?,
             handler_delay_ms: (low.trim().parse()?, high.trim().parse()?),
+            quorum: number::<u8>("FAULT_QUORUM")? != 0,
         })
     }
 
