@@ -259,11 +259,93 @@ pub(crate) async fn declare_queue_checked(
     mode: TopologyMode,
     timeout: Duration,
 ) -> Result<(u32, u32), RabbitMqError> {
-    let counts = declare_queue(channel, decl, mode, timeout).await?;
-    if mode == TopologyMode::Passive {
-        check_arguments(connection, decl, timeout).await?;
+    let result = match declare_queue(channel, decl, mode, timeout).await {
+        Ok(counts) if mode == TopologyMode::Passive => check_arguments(connection, decl, timeout)
+            .await
+            .map(|()| counts),
+        other => other,
+    };
+    match result {
+        Err(e) => Err(name_other_type(connection, decl, e, timeout).await),
+        ok => ok,
     }
-    Ok(counts)
+}
+
+/// The arguments only quorum queues take, which a classic queue of the same name lacks.
+const QUORUM_ONLY: [&str; 3] = ["x-delivery-limit", "x-dead-letter-strategy", "x-overflow"];
+
+/// The broker names the first argument that differs, in its own order: for a queue of the
+/// other type that is often a quorum-only argument (`x-overflow`). When the queue turns out
+/// to be of the other type (it is equivalent to the declaration made for that type), the
+/// error says so: `x-queue-type` differs.
+async fn name_other_type(
+    connection: &lapin::Connection,
+    decl: &QueueDecl,
+    error: RabbitMqError,
+    timeout: Duration,
+) -> RabbitMqError {
+    let Some(TopologyError::Inequivalent {
+        argument, declared, reply, ..
+    }) = error.topology()
+    else {
+        return error;
+    };
+    let asked = decl.arguments.iter().find_map(|(k, v)| match v {
+        Arg::Str(t) if k == "x-queue-type" => t.parse::<QueueType>().ok(),
+        _ => None,
+    });
+    let Some(asked) = asked.filter(|_| argument != "x-queue-type") else {
+        return error;
+    };
+    let other = match asked {
+        QueueType::Classic => QueueType::Quorum,
+        QueueType::Quorum => QueueType::Classic,
+    };
+    let mut probe = decl.clone();
+    probe
+        .arguments
+        .retain(|(k, _)| !QUORUM_ONLY.contains(&k.as_str()));
+    for (k, v) in &mut probe.arguments {
+        if k == "x-queue-type" {
+            *v = Arg::Str(other.as_str().into());
+        }
+    }
+    let mut probes = vec![probe.clone()];
+    if other == QueueType::Quorum {
+        probes.push(probe.at_least_once());
+    }
+    for probe in probes {
+        let Ok(throwaway) = connection.create_channel().await else {
+            break;
+        };
+        let found = declare_queue(&throwaway, &probe, TopologyMode::Declare, timeout)
+            .await
+            .is_ok();
+        close_throwaway(&throwaway).await;
+        if found {
+            return TopologyError::Inequivalent {
+                kind: ObjectKind::Queue,
+                name: decl.name.clone(),
+                argument: "x-queue-type".to_owned(),
+                requested: format!("`{asked}`"),
+                current: format!("`{other}`"),
+                declared: declared.clone(),
+                reply: reply.clone(),
+            }
+            .into();
+        }
+    }
+    error
+}
+
+async fn close_throwaway(channel: &Channel) {
+    if channel.status().connected() {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            channel.close(200, "checked".into()),
+        )
+        .await;
+    }
 }
 
 async fn check_arguments(
@@ -276,13 +358,7 @@ async fn check_arguments(
         .await?
         .map_err(|e| RabbitMqError::operation(op, &e))?;
     let result = declare_queue(&throwaway, decl, TopologyMode::Declare, timeout).await;
-    if throwaway.status().connected() {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            throwaway.close(200, "arguments checked".into()),
-        )
-        .await;
-    }
+    close_throwaway(&throwaway).await;
     match result {
         Err(e) if matches!(e.topology(), Some(TopologyError::AccessRefused { .. })) => {
             tracing::debug!(
