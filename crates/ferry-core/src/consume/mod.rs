@@ -45,6 +45,20 @@ pub struct Subscribe {
     pub auto_ack: bool,
 }
 
+impl Subscribe {
+    /// Whether the queue has a single active consumer (set for each partition of a
+    /// partitioned consumer too): its order depends on how the consumer stops.
+    pub fn single_active_consumer(&self) -> bool {
+        matches!(
+            self.topology,
+            Topology::Events {
+                single_active_consumer: true,
+                ..
+            }
+        )
+    }
+}
+
 /// The topology of a subscription.
 #[derive(Debug, Clone)]
 pub enum Topology {
