@@ -16,8 +16,8 @@ pub mod transactional;
 use std::{io::Write, time::Duration};
 
 use ferry::{
-    HandlerError, IntegrationEvent, MessageContext, RetryPolicy, postgres::PgInbox,
-    rabbitmq::RabbitMqOptions,
+    HandlerError, IntegrationEvent, MessageContext, RetryPolicy, plumbing::QueueType,
+    postgres::PgInbox, rabbitmq::RabbitMqOptions,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -205,7 +205,8 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// The handler sleeps between these two (milliseconds) before it applies the event.
     pub handler_delay_ms: (u64, u64),
-    /// The consumer's queue is a quorum queue (replicated over a cluster's nodes).
+    /// The consumers' queues (with their retry queues and the dead-letter queue) are quorum
+    /// queues, replicated over a cluster's nodes.
     pub quorum: bool,
 }
 
@@ -303,6 +304,11 @@ impl WorkerSettings {
             .with_operation_timeout(Duration::from_secs(10))
             .with_publish_reconnect_wait(Duration::from_secs(2))
             .with_reconnect_backoff(Duration::from_millis(100), Duration::from_secs(2))
+            .with_queue_type(if self.quorum {
+                QueueType::Quorum
+            } else {
+                QueueType::Classic
+            })
     }
 
     /// The queue the transactional mode's follow-up events are consumed from.

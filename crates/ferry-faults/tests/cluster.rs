@@ -114,7 +114,10 @@ async fn leader_node_killed(cluster: Arc<Cluster>) {
     let mut case = Case::start(spec).await;
     case.wait_applied(TRIGGER).await;
     let node = cluster.leader(&case.settings.queue).await;
-    let (relay, consumer) = (node_of(case.relay.as_ref()), node_of(case.consumer.as_ref()));
+    let (relay, consumer) = (
+        node_of(case.relay.as_ref()),
+        node_of(case.consumer.as_ref()),
+    );
     case.notes.push(format!(
         "leader on node {node}, relay on node {relay}, consumer on node {consumer}"
     ));

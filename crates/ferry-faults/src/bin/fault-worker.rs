@@ -251,11 +251,8 @@ async fn consume(settings: WorkerSettings, shutdown: CancellationToken) -> anyho
     let (low, high) = settings.handler_delay_ms;
     let draws = Arc::new(AtomicU64::new(0));
     let handler_pool = pool.clone();
-    let mut builder = bus.consumer(settings.queue.clone());
-    if settings.quorum {
-        builder = builder.quorum();
-    }
-    let consumer: ConsumerHandle = builder
+    let consumer: ConsumerHandle = bus
+        .consumer(settings.queue.clone())
         .bind(<ItemAdded as ferry::IntegrationEvent>::NAME)
         .prefetch(settings.prefetch)
         .concurrency(settings.concurrency)

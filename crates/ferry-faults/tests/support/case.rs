@@ -139,10 +139,7 @@ impl Case {
         settings.quorum = spec.nodes.is_some();
         (spec.tune)(&mut settings);
         let broker_cleanup = BrokerCleanup {
-            url: spec
-                .nodes
-                .clone()
-                .unwrap_or_else(ferry_testkit::amqp::url),
+            url: spec.nodes.clone().unwrap_or_else(ferry_testkit::amqp::url),
             queues: settings.queues(),
             exchanges: settings.exchanges(),
         };

@@ -43,7 +43,12 @@ async fn must(args: &[&str]) -> String {
 }
 
 fn stop_blocking() {
-    match Command::new("timeout").arg("120").arg(SCRIPT).arg("stop").output() {
+    match Command::new("timeout")
+        .arg("120")
+        .arg(SCRIPT)
+        .arg("stop")
+        .output()
+    {
         Ok(out) if out.status.success() => {}
         Ok(out) => eprintln!(
             "cluster suite: `scripts/cluster stop` failed: {}",
@@ -141,9 +146,16 @@ impl Cluster {
 
     /// Whether node `n` runs the RabbitMQ application.
     pub async fn running(&self, n: usize) -> bool {
-        script(&["ctl", &n.to_string(), "-q", "await_startup", "--timeout", "2"])
-            .await
-            .is_ok()
+        script(&[
+            "ctl",
+            &n.to_string(),
+            "-q",
+            "await_startup",
+            "--timeout",
+            "2",
+        ])
+        .await
+        .is_ok()
     }
 
     /// Waits until stopping node `n` would leave every quorum queue with a majority (its
@@ -151,12 +163,8 @@ impl Cluster {
     pub async fn wait_not_quorum_critical(&self, n: usize, limit: Duration) {
         let started = std::time::Instant::now();
         loop {
-            let check = script(&[
-                "queues",
-                &n.to_string(),
-                "check_if_node_is_quorum_critical",
-            ])
-            .await;
+            let check =
+                script(&["queues", &n.to_string(), "check_if_node_is_quorum_critical"]).await;
             match check {
                 Ok(_) => return,
                 Err(e) if started.elapsed() > limit => {
