@@ -306,9 +306,9 @@ impl DeadLetter {
         let fault = Fault::from_headers(&message.headers)
             .or_else(|| Fault::from_x_death(&message.headers))
             .unwrap_or_else(|| Fault {
-            original_routing_key: Some(routing_key.clone()),
-            ..Fault::new(FaultKind::Decode, "dead letter without ferry fault headers")
-        });
+                original_routing_key: Some(routing_key.clone()),
+                ..Fault::new(FaultKind::Decode, "dead letter without ferry fault headers")
+            });
         let envelope = crate::codec::decode(&message).ok().map(|d| d.envelope);
         Self {
             message,

@@ -43,8 +43,8 @@ pub(crate) async fn start(
         }
     }
     resolve_queue(bus, &mut spec)?;
-    let plans = ConsumerPlan::partitioned(spec, bus.options().dead_letter_exchange())
-        .map_err(invalid)?;
+    let plans =
+        ConsumerPlan::partitioned(spec, bus.options().dead_letter_exchange()).map_err(invalid)?;
     let mut handles = Vec::with_capacity(plans.len());
     for plan in plans {
         match launch(bus, plan).await {

@@ -200,8 +200,14 @@ async fn a_partitioned_consumer_keeps_each_keys_order_when_an_instance_goes() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let seen = seen.lock().unwrap().clone();
     assert_order_per_key(&seen, keys, per_key);
-    assert!(seen.iter().any(|(i, _)| *i == 1), "the first instance took part");
-    assert!(seen.iter().any(|(i, _)| *i == 2), "the second instance took over");
+    assert!(
+        seen.iter().any(|(i, _)| *i == 1),
+        "the first instance took part"
+    );
+    assert!(
+        seen.iter().any(|(i, _)| *i == 2),
+        "the second instance took over"
+    );
     second.shutdown().await;
     second_bus.close().await;
 
@@ -217,7 +223,11 @@ async fn a_partitioned_consumer_keeps_each_keys_order_when_an_instance_goes() {
     env.bus.publish(&event(0, 0)).await.unwrap();
     let mut ready = Vec::new();
     for i in 0..partitions {
-        let (messages, _) = env.bus.queue_counts(&format!("{queue}.p{i}")).await.unwrap();
+        let (messages, _) = env
+            .bus
+            .queue_counts(&format!("{queue}.p{i}"))
+            .await
+            .unwrap();
         ready.push(messages);
     }
     assert!(ready.iter().all(|n| *n > 0), "{ready:?}");

@@ -17,12 +17,9 @@ use lapin::{
 use tokio::sync::mpsc;
 
 async fn raw_connection() -> Connection {
-    Connection::connect(
-        &ferry_testkit::amqp::url(),
-        ConnectionProperties::default(),
-    )
-    .await
-    .expect("connect to the test broker")
+    Connection::connect(&ferry_testkit::amqp::url(), ConnectionProperties::default())
+        .await
+        .expect("connect to the test broker")
 }
 
 fn table(args: &[(&str, AMQPValue)]) -> FieldTable {
@@ -189,7 +186,10 @@ async fn a_message_requeued_past_the_delivery_limit_is_reported_as_delivery_limi
             None => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
-    assert_eq!(requeued, 3, "delivered once, then twice more up to the limit of 2");
+    assert_eq!(
+        requeued, 3,
+        "delivered once, then twice more up to the limit of 2"
+    );
     let got = recv_n(&mut dead, 1, Duration::from_secs(20)).await;
     let letter = &got[0];
     assert_eq!(letter.fault.kind, FaultKind::DeliveryLimit);
@@ -294,11 +294,10 @@ async fn passive_start(existing: QueueType, asked: QueueType) {
         .unwrap();
     declared.shutdown().await;
 
-    let passive = RabbitMq::connect(
-        common::options(&env.exchange).with_topology(TopologyMode::Passive),
-    )
-    .await
-    .unwrap();
+    let passive =
+        RabbitMq::connect(common::options(&env.exchange).with_topology(TopologyMode::Passive))
+            .await
+            .unwrap();
     let same = passive
         .consumer(queue.clone())
         .queue_type(existing)

@@ -11,11 +11,11 @@ mod error;
 mod partition;
 
 pub(crate) use error::parse_inequivalent;
-pub(crate) use partition::{bind_exchange, declare_partition_exchange};
+pub use error::{ObjectKind, TopologyError};
 pub use partition::{
     CONSISTENT_HASH, PARTITION_KEY_HEADER, PARTITION_WEIGHT, partition_exchange_name,
 };
-pub use error::{ObjectKind, TopologyError};
+pub(crate) use partition::{bind_exchange, declare_partition_exchange};
 
 use ferry_core::QueueType;
 use lapin::{
@@ -285,7 +285,10 @@ async fn name_other_type(
     timeout: Duration,
 ) -> RabbitMqError {
     let Some(TopologyError::Inequivalent {
-        argument, declared, reply, ..
+        argument,
+        declared,
+        reply,
+        ..
     }) = error.topology()
     else {
         return error;
@@ -340,11 +343,8 @@ async fn name_other_type(
 
 async fn close_throwaway(channel: &Channel) {
     if channel.status().connected() {
-        let _ = tokio::time::timeout(
-            Duration::from_secs(5),
-            channel.close(200, "checked".into()),
-        )
-        .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), channel.close(200, "checked".into()))
+            .await;
     }
 }
 

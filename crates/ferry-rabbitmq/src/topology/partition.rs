@@ -74,7 +74,9 @@ pub(crate) async fn declare_partition_exchange(
         let err = classify(&e, ObjectKind::Exchange, name, passive, &declared);
         match err.topology() {
             // The broker names the type it does not know: say where it comes from.
-            Some(TopologyError::Failed { reason, .. }) if reason.contains("invalid exchange type") => {
+            Some(TopologyError::Failed { reason, .. })
+                if reason.contains("invalid exchange type") =>
+            {
                 TopologyError::Failed {
                     action: "declare",
                     kind: ObjectKind::Exchange,
