@@ -23,10 +23,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{
-    case::{Case, CaseSpec},
-    cluster::{Cluster, NODES},
-};
+use ferry_testkit::cluster::{Cluster, NODES};
+use support::case::{Case, CaseSpec};
 
 /// Events per case.
 const EVENTS: u64 = 5_000;
@@ -47,15 +45,17 @@ fn spec(cluster: &Cluster, name: &'static str, fault: &'static str, rate_per_s: 
 
 /// The node a worker is connected to.
 fn node_of(worker: Option<&support::worker::Worker>) -> usize {
-    let worker = worker.expect("the worker");
-    Cluster::node_of(&worker.node().expect("the worker said which node it is on"))
+    let url = worker
+        .and_then(|w| w.node())
+        .expect("the worker said which node it is on");
+    Cluster::node_of(&url).unwrap_or_else(|| panic!("{url} is not a node of the cluster"))
 }
 
 /// Kills node `node` mid-stream; once traffic runs again on the other two nodes (or after
 /// [`FAILOVER_LIMIT`]), starts it again; then finishes the case.
 async fn kill_mid_stream(cluster: &Cluster, mut case: Case, node: usize, what: &str) {
     case.fault_begins();
-    cluster.kill(node).await;
+    cluster.kill(node).await.expect("kill the node");
     case.healed();
     let failover = case.wait_progress(500, FAILOVER_LIMIT).await;
     case.notes.push(match failover {
@@ -70,7 +70,7 @@ async fn kill_mid_stream(cluster: &Cluster, mut case: Case, node: usize, what: &
             FAILOVER_LIMIT.as_secs()
         ),
     });
-    cluster.start_node(node).await;
+    cluster.start_node(node).await.expect("start the node");
     let result = case.finish().await;
     assert!(
         failover.is_some(),
@@ -113,7 +113,10 @@ async fn leader_node_killed(cluster: Arc<Cluster>) {
     );
     let mut case = Case::start(spec).await;
     case.wait_applied(TRIGGER).await;
-    let node = cluster.leader(&case.settings.queue).await;
+    let node = cluster
+        .leader(&case.settings.queue)
+        .await
+        .expect("the queue's leader");
     let (relay, consumer) = (
         node_of(case.relay.as_ref()),
         node_of(case.consumer.as_ref()),
@@ -133,11 +136,14 @@ async fn node_stopped_for_30_s(cluster: Arc<Cluster>) {
     );
     let mut case = Case::start(spec).await;
     case.wait_applied(TRIGGER).await;
-    let node = cluster.leader(&case.settings.queue).await;
+    let node = cluster
+        .leader(&case.settings.queue)
+        .await
+        .expect("the queue's leader");
     case.fault_begins();
-    cluster.stop_node(node).await;
+    cluster.stop_node(node).await.expect("stop the node");
     tokio::time::sleep(Duration::from_secs(30)).await;
-    cluster.start_node(node).await;
+    cluster.start_node(node).await.expect("start the node");
     case.healed();
     case.notes.push(format!(
         "node {node} (the leader's) stopped gracefully, started 30 s later"
@@ -161,9 +167,10 @@ async fn rolling_restart(cluster: Arc<Cluster>) {
         // do without.
         cluster
             .wait_not_quorum_critical(node, Duration::from_secs(60))
-            .await;
-        cluster.stop_node(node).await;
-        cluster.start_node(node).await;
+            .await
+            .expect("the node's quorum queue replicas caught up");
+        cluster.stop_node(node).await.expect("stop the node");
+        cluster.start_node(node).await.expect("start the node");
     }
     case.healed();
     case.notes.push(format!(
@@ -199,7 +206,7 @@ where
 async fn cluster_fault_cases() {
     ferry_testkit::init_tracing();
     let began = Instant::now();
-    let cluster = Arc::new(Cluster::start().await);
+    let cluster = Arc::new(Cluster::start().await.expect("start the cluster"));
     eprintln!(
         "cluster suite: three nodes started in {:.1} s",
         began.elapsed().as_secs_f64()

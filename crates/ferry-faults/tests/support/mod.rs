@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 pub mod case;
-pub mod cluster;
 pub mod report;
 pub mod services;
 pub mod worker;
