@@ -9,7 +9,7 @@ use std::{
 };
 
 use ferry::{
-    CancellationToken, ConsumerHandle, RetryPolicy,
+    CancellationToken, ConsumerHandle, QueueType, RetryPolicy,
     consumer::ConsumerBuilder,
     rabbitmq::{RabbitMq, RabbitMqOptions, redact_url},
 };
@@ -218,6 +218,8 @@ pub struct Harness {
     pub raw: Connection,
     /// The run's database, when a scenario needs one.
     pub db: Option<Database>,
+    /// The type of every queue of the run.
+    pub queue_type: QueueType,
     queues: Mutex<Vec<String>>,
     stoppers: Mutex<Vec<CancellationToken>>,
     started: Instant,
@@ -231,6 +233,7 @@ impl Harness {
         amqp_url: &str,
         database: Option<PgConnectOptions>,
         publisher_channels: usize,
+        queue_type: QueueType,
     ) -> Result<Self, BenchError> {
         let names = Names::random();
         let url = redact_url(amqp_url);
@@ -239,6 +242,7 @@ impl Harness {
             .with_connection_name("ferry-bench")
             .with_source(super::event::SOURCE)
             .with_dead_letter_exchange(names.dead_letter_exchange.clone())
+            .with_queue_type(queue_type)
             .with_connect_timeout(Duration::from_secs(10));
         let options = if publisher_channels > options.publisher_channels() {
             options.with_publisher_channels(publisher_channels)
@@ -276,6 +280,7 @@ impl Harness {
             bus,
             raw,
             db: None,
+            queue_type,
             queues: Mutex::new(Vec::new()),
             stoppers: Mutex::new(Vec::new()),
             started: Instant::now(),
@@ -347,7 +352,7 @@ impl Harness {
         .await
     }
 
-    /// Declares a durable classic queue of this run (as ferry's consumers declare theirs),
+    /// Declares a durable queue of this run of its queue type (as ferry's consumers declare theirs),
     /// bound to the events exchange with `binding` when given; returns its name.
     pub async fn declare_queue(
         &self,
@@ -365,7 +370,7 @@ impl Harness {
             let mut arguments = FieldTable::default();
             arguments.insert(
                 "x-queue-type".into(),
-                AMQPValue::LongString(LongString::from("classic")),
+                AMQPValue::LongString(LongString::from(self.queue_type.as_str())),
             );
             channel
                 .queue_declare(

@@ -125,6 +125,8 @@ pub struct Options {
     /// Batches the outbox relay publishes at once (the relay's default when `None`); ferry's
     /// publisher gets as many confirm channels.
     pub relay_batches_in_flight: Option<u16>,
+    /// The type of every queue of the run, ferry's and the baselines' (classic by default).
+    pub queue_type: ferry::QueueType,
 }
 
 /// A scenario's name in the report and what each of its sides does, in words.
@@ -252,6 +254,8 @@ impl Plan {
             mediator_iterations: MEDIATOR_ITERATIONS,
             postgresql: harness.db.as_ref().map(|db| db.server_version.clone()),
             machine: Machine::detect(),
+            queue_type: (harness.queue_type != ferry::QueueType::Classic)
+                .then(|| harness.queue_type.to_string()),
         }
     }
 
@@ -393,7 +397,13 @@ pub async fn run(options: Options) -> Result<Outcome, BenchError> {
     } else {
         None
     };
-    let harness = Harness::open(&options.amqp_url, database, plan.relay.batches_in_flight).await?;
+    let harness = Harness::open(
+        &options.amqp_url,
+        database,
+        plan.relay.batches_in_flight,
+        options.queue_type,
+    )
+    .await?;
     eprintln!(
         "bench: exchange {}, database {}{}",
         harness.names.exchange,

@@ -107,6 +107,9 @@ pub struct Settings {
     pub postgresql: Option<String>,
     /// The machine.
     pub machine: Machine,
+    /// The queues' type when not classic (absent for classic queues, the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_type: Option<String>,
 }
 
 /// One scenario's result.

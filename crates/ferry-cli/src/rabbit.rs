@@ -3,16 +3,26 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ferry::rabbitmq::{RabbitMq, RabbitMqOptions, redact_url};
+use ferry::{
+    QueueType,
+    rabbitmq::{RabbitMq, RabbitMqOptions, redact_url},
+};
 
 use crate::{Global, demo::DemoTransport, error::CliError};
 
 /// Connects to the broker named by `--amqp-url`, with the events exchange of `--exchange`.
 pub async fn connect(global: &Global, connect_timeout: Duration) -> Result<RabbitMq, CliError> {
-    let options = RabbitMqOptions::new(global.amqp_url.clone())
+    connect_with(global, options(global, connect_timeout)).await
+}
+
+fn options(global: &Global, connect_timeout: Duration) -> RabbitMqOptions {
+    RabbitMqOptions::new(global.amqp_url.clone())
         .with_exchange(global.exchange.clone())
         .with_connection_name("ferry-cli")
-        .with_connect_timeout(connect_timeout);
+        .with_connect_timeout(connect_timeout)
+}
+
+async fn connect_with(global: &Global, options: RabbitMqOptions) -> Result<RabbitMq, CliError> {
     RabbitMq::connect(options).await.map_err(|e| {
         CliError::Runtime(format!(
             "cannot reach RabbitMQ at {}: {}",
@@ -22,10 +32,26 @@ pub async fn connect(global: &Global, connect_timeout: Duration) -> Result<Rabbi
     })
 }
 
-/// Connects for `ferry demo`: on failure, one line that also says how to start a broker and
-/// how to run without one.
-pub async fn connect_for_demo(global: &Global) -> Result<RabbitMq, CliError> {
-    connect(global, Duration::from_secs(5)).await.map_err(|e| {
+/// The queue type of `ferry demo`: `--queue-type`, else quorum when `--amqp-url` names several
+/// nodes (a cluster, where a classic queue lives on one node only), else classic.
+pub fn demo_queue_type(global: &Global, asked: Option<QueueType>) -> QueueType {
+    asked.unwrap_or_else(|| {
+        if RabbitMqOptions::new(global.amqp_url.clone()).nodes().len() > 1 {
+            QueueType::Quorum
+        } else {
+            QueueType::Classic
+        }
+    })
+}
+
+/// Connects for `ferry demo`, its consumers declaring queues of `queue_type`: on failure, one
+/// line that also says how to start a broker and how to run without one.
+pub async fn connect_for_demo(
+    global: &Global,
+    queue_type: QueueType,
+) -> Result<RabbitMq, CliError> {
+    let options = options(global, Duration::from_secs(5)).with_queue_type(queue_type);
+    connect_with(global, options).await.map_err(|e| {
         CliError::Runtime(format!(
             "{e}; start a broker (`rabbitmq-server -detached`, or `apt-get install rabbitmq-server`) \
              or run `ferry demo --transport memory`"
@@ -39,9 +65,13 @@ fn one_line(text: &str) -> String {
 
 #[async_trait]
 impl DemoTransport for RabbitMq {
+    /// Deletes the demo's queues (their consumers declare them again, of this run's queue
+    /// type, which may differ from the last run's).
     async fn reset_queues(&self, queues: &[String]) -> anyhow::Result<()> {
         for queue in queues {
-            self.purge_queue(queue).await?;
+            if self.queue_counts(queue).await.is_ok() {
+                self.delete_queue(queue).await?;
+            }
         }
         Ok(())
     }

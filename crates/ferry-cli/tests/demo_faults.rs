@@ -10,104 +10,15 @@
 mod common;
 
 use std::{
-    path::PathBuf,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::Mutex,
     time::{Duration, Instant},
 };
 
-use common::{counts, n, sqlite_url, summary};
+use common::{check_ridden_out, start_demo};
 use ferry_testkit::{ProxyMode, TcpProxy};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-/// Orders per run: the demo needs well over ten seconds for them here, so the faults land
-/// while orders flow.
-const ORDERS: i64 = 3000;
-
-/// Starts `ferry demo` on a fresh SQLite file, on the local broker or `amqp_url`.
-fn start_demo(name: &str, amqp_url: Option<&str>) -> (Child, String, PathBuf) {
-    let (url, dir) = sqlite_url(name);
-    let orders = ORDERS.to_string();
-    let mut args = vec![
-        "demo",
-        "--events",
-        orders.as_str(),
-        "--fail-rate",
-        "0.1",
-        "--json",
-        "--database-url",
-        &url,
-    ];
-    if let Some(amqp_url) = amqp_url {
-        args.extend(["--amqp-url", amqp_url]);
-    }
-    let child = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(&args)
-        .env_remove("DATABASE_URL")
-        .env_remove("FERRY_AMQP_URL")
-        .env_remove("FERRY_EXCHANGE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ferry demo");
-    (child, url, dir)
-}
-
-/// Waits for the demo and checks that every order was confirmed once and none lost, in its
-/// summary and in its database; prints the result line; returns the demo's log (stderr).
-fn check_ridden_out(
-    fault: &str,
-    child: Child,
-    url: &str,
-    dir: PathBuf,
-    started: Instant,
-) -> String {
-    let out = child.wait_with_output().expect("wait for ferry demo");
-    let s = summary(&out);
-    assert_eq!(n(&s, "orders_created"), ORDERS, "{s}");
-    assert_eq!(
-        n(&s, "orders_confirmed"),
-        ORDERS,
-        "every order applied after the fault: {s}"
-    );
-    assert_eq!(n(&s, "lost"), 0, "{s}");
-    assert_eq!(n(&s, "dead_lettered"), 0, "{s}");
-    let [
-        orders,
-        confirmed,
-        reservations,
-        notifications,
-        dead,
-        pending,
-    ] = tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(counts(url));
-    assert_eq!(
-        (
-            orders,
-            confirmed,
-            reservations,
-            notifications,
-            dead,
-            pending
-        ),
-        (ORDERS, ORDERS, ORDERS, ORDERS, 0, 0),
-        "each order reserved, notified and confirmed exactly once"
-    );
-    eprintln!(
-        "DEMO RIDE-OUT {fault}: {ORDERS} orders, lost {}, confirmed {}, duplicates skipped {}, \
-         retries {}, demo took {:.1} s (test {:.1} s)",
-        n(&s, "lost"),
-        n(&s, "orders_confirmed"),
-        n(&s, "duplicates_skipped"),
-        n(&s, "retries"),
-        s["elapsed_s"].as_f64().unwrap_or_default(),
-        started.elapsed().as_secs_f64()
-    );
-    std::fs::remove_dir_all(dir).ok();
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn rabbitmqctl(args: &[&str]) {
     let out = Command::new("rabbitmqctl")

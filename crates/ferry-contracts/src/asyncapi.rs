@@ -177,7 +177,7 @@ impl AsyncApi {
                 .collect(),
             retry: *spec.pipeline.retry_policy(),
             dead_letter_exchange: spec.dead_letter_exchange.clone(),
-            quorum: spec.queue_type == QueueType::Quorum,
+            quorum: spec.queue_type == Some(QueueType::Quorum),
             auto_ack: spec.auto_ack,
             prefetch: spec.prefetch,
         });

@@ -43,7 +43,7 @@ fn inventory_spec() -> ConsumerSpec {
     let mut spec = ConsumerSpec::new("inventory.order-created");
     spec.bindings.push("orders.#".to_owned());
     spec.dead_letter_exchange = Some("app.dlx".to_owned());
-    spec.queue_type = QueueType::Quorum;
+    spec.queue_type = Some(QueueType::Quorum);
     spec.pipeline
         .set_retry(RetryPolicy::exponential(3, Duration::from_millis(500)));
     assert!(spec.pipeline.add_handler::<OrderCreated>(

@@ -24,6 +24,36 @@ pub enum QueueType {
     Quorum,
 }
 
+impl QueueType {
+    /// The name RabbitMQ uses (`x-queue-type`): `classic` or `quorum`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
+        }
+    }
+}
+
+impl std::fmt::Display for QueueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for QueueType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "classic" => Ok(QueueType::Classic),
+            "quorum" => Ok(QueueType::Quorum),
+            other => Err(format!(
+                "unknown queue type `{other}`: expected `classic` or `quorum`"
+            )),
+        }
+    }
+}
+
 /// Everything a transport needs to start a consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerSpec {
@@ -37,8 +67,17 @@ pub struct ConsumerSpec {
     pub concurrency: usize,
     /// The dead-letter exchange failed messages go to.
     pub dead_letter_exchange: Option<String>,
-    /// Classic or quorum.
-    pub queue_type: QueueType,
+    /// Classic or quorum; `None` takes the transport's default.
+    pub queue_type: Option<QueueType>,
+    /// How many times the broker may deliver a message before it dead-letters it itself
+    /// (`x-delivery-limit`, quorum queues only); `None` takes the transport's default.
+    pub delivery_limit: Option<u32>,
+    /// Whether the queue has a single active consumer (`x-single-active-consumer`): of many
+    /// consumers of the queue (instances of the application), one at a time receives.
+    pub single_active_consumer: bool,
+    /// Consume the queue as this many partitions, each taking a share of the partition keys
+    /// (see [`ConsumerBuilder::partitions`]); `None`: one queue.
+    pub partitions: Option<u16>,
     /// Ack on delivery (at-most-once; retries off). Off by default.
     pub auto_ack: bool,
     /// The pipeline: handlers, retry policy, inbox and limits.
@@ -52,7 +91,7 @@ pub struct ConsumerSpec {
 
 impl ConsumerSpec {
     /// A spec for `queue` with the defaults: prefetch 10, concurrency 1, retries 3 × exponential
-    /// from 1 s, no dead-letter exchange, classic queue, manual ack.
+    /// from 1 s, no dead-letter exchange, the transport's queue type, manual ack.
     pub fn new(queue: impl Into<String>) -> Self {
         let queue = queue.into();
         Self {
@@ -62,7 +101,10 @@ impl ConsumerSpec {
             prefetch: 10,
             concurrency: 1,
             dead_letter_exchange: None,
-            queue_type: QueueType::Classic,
+            queue_type: None,
+            delivery_limit: None,
+            single_active_consumer: false,
+            partitions: None,
             auto_ack: false,
             duplicate_handlers: Vec::new(),
             retry_set: false,
@@ -83,6 +125,17 @@ impl ConsumerSpec {
         }
         if self.concurrency == 0 {
             return Err(format!("consumer `{}` has concurrency 0", self.queue));
+        }
+        if self.partitions == Some(0) {
+            return Err(format!("consumer `{}` has 0 partitions", self.queue));
+        }
+        if self.partitions.is_some() && self.concurrency > 1 {
+            return Err(format!(
+                "consumer `{}` is partitioned and has concurrency {}: each partition is consumed \
+                 one message at a time to keep the order of each key; drop `.concurrency(..)` \
+                 (the partitions run in parallel)",
+                self.queue, self.concurrency
+            ));
         }
         if self.auto_ack && self.retry_set {
             return Err(format!(
@@ -126,6 +179,40 @@ impl ConsumerHandle {
             abandon,
             task,
         }
+    }
+
+    /// One handle for many consumers (the partitions of a partitioned consumer): stopping it
+    /// stops them all, its drain deadline is theirs, and it has finished when they all have.
+    pub fn join(handles: Vec<ConsumerHandle>) -> ConsumerHandle {
+        let cancel = CancellationToken::new();
+        let abandon = CancellationToken::new();
+        let (parent_cancel, parent_abandon) = (cancel.clone(), abandon.clone());
+        let task = tokio::spawn(async move {
+            let mut children = Vec::with_capacity(handles.len());
+            let mut tasks = Vec::with_capacity(handles.len());
+            for handle in handles {
+                children.push((handle.cancel, handle.abandon));
+                tasks.push(handle.task);
+            }
+            let forward = async {
+                parent_cancel.cancelled().await;
+                children.iter().for_each(|(cancel, _)| cancel.cancel());
+                parent_abandon.cancelled().await;
+                children.iter().for_each(|(_, abandon)| abandon.cancel());
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                results = futures::future::join_all(tasks) => {
+                    for result in results {
+                        if let Err(e) = result {
+                            tracing::error!(error = %e, "consumer task ended abnormally");
+                        }
+                    }
+                }
+                _ = forward => {}
+            }
+        });
+        ConsumerHandle::with_abandon(cancel, abandon, task)
     }
 
     /// The token that stops the consumer.
@@ -251,9 +338,79 @@ impl<'a, H: ConsumerHost + ?Sized> ConsumerBuilder<'a, H> {
         self
     }
 
-    /// Declares a quorum queue instead of a classic one.
-    pub fn quorum(mut self) -> Self {
-        self.spec.queue_type = QueueType::Quorum;
+    /// Declares a quorum queue (and quorum retry queues), whatever the transport's default.
+    pub fn quorum(self) -> Self {
+        self.queue_type(QueueType::Quorum)
+    }
+
+    /// Declares a queue of this type (and retry queues of it), whatever the transport's
+    /// default.
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.spec.queue_type = Some(queue_type);
+        self
+    }
+
+    /// Lets the broker deliver a message at most `limit` times (`x-delivery-limit`, quorum
+    /// queues only): a message whose handler crashes the process, or is requeued again and
+    /// again, is then dead-lettered by the broker to the consumer's dead-letter exchange with
+    /// its routing key, and a dead-letter consumer reports it as fault kind `delivery-limit`.
+    /// Retries through the retry queues do not count: each is a new message.
+    pub fn delivery_limit(mut self, limit: u32) -> Self {
+        self.spec.delivery_limit = Some(limit);
+        self
+    }
+
+    /// Gives the queue a single active consumer (`x-single-active-consumer`): of the consumers
+    /// of the queue (many instances of the application), the broker delivers to one at a time
+    /// and hands over to another when it goes. With the default concurrency of 1, messages are
+    /// then handled in the order they were queued; with a concurrency above 1, handlers run at
+    /// once and finish in any order, and a retry is handled after the messages queued
+    /// meanwhile.
+    pub fn single_active_consumer(mut self) -> Self {
+        self.spec.single_active_consumer = true;
+        self
+    }
+
+    /// Consumes in `n` partitions, in order per partition key: the messages are spread over
+    /// `n` queues `<queue>.p<i>` by their partition key (the outbox's
+    /// [`PublishOptions::partition_key`](crate::PublishOptions::partition_key), carried as the
+    /// `ce-partitionkey` header), each queue consumed one message at a time with a single
+    /// active consumer, the partitions in parallel. Messages sharing a key are handled in the
+    /// order they were published, across instances of the application (another instance takes
+    /// a partition over when its consumer goes). A retried message comes back after the
+    /// messages of its partition queued meanwhile: retries break the order of that key.
+    ///
+    /// On RabbitMQ it needs the `rabbitmq_consistent_hash_exchange` plugin (it ships with the
+    /// broker: `rabbitmq-plugins enable rabbitmq_consistent_hash_exchange`). The in-memory bus
+    /// consumes one queue, one message at a time.
+    ///
+    /// ```
+    /// use ferry_core::{HandlerError, memory::MemoryBus};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, ferry_macros::IntegrationEvent)]
+    /// # #[event(name = "orders.order.created")]
+    /// # struct OrderCreated { order_id: String }
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let bus = MemoryBus::new("app.events");
+    /// let consumer = bus
+    ///     .consumer("billing.order-created")
+    ///     .bind("orders.order.created")
+    ///     .dead_letter("app.dlx")
+    ///     .partitions(4)
+    ///     .handle_fn::<OrderCreated, _>(|event, _ctx| async move {
+    ///         tracing::info!(order_id = %event.order_id, "in order for this order's key");
+    ///         Ok::<_, HandlerError>(())
+    ///     })
+    ///     .start()
+    ///     .await?;
+    /// # consumer.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub fn partitions(mut self, n: u16) -> Self {
+        self.spec.partitions = Some(n);
         self
     }
 

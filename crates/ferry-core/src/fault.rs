@@ -38,6 +38,13 @@ pub mod headers {
     ];
 }
 
+/// The header the broker adds to a message it dead-letters: an array of tables, the latest
+/// first, each with `reason`, `queue`, `exchange`, `routing-keys`, `count` and `time`.
+pub const X_DEATH: &str = "x-death";
+
+/// The header a quorum queue puts on a redelivered message: how many deliveries failed before.
+pub const X_DELIVERY_COUNT: &str = "x-delivery-count";
+
 /// The most bytes of a fault message that travel in `ferry-fault-message`.
 pub const MAX_FAULT_MESSAGE_BYTES: usize = 4096;
 
@@ -59,11 +66,15 @@ pub enum FaultKind {
     MissingId,
     /// The message is over a size or count limit.
     TooLarge,
+    /// The broker dead-lettered the message itself: it was delivered more often than the
+    /// queue's delivery limit (`x-delivery-limit`) allows, its handler never settling it
+    /// (a crashing process, or a requeue loop). It carries `x-death`, not ferry's fault headers.
+    DeliveryLimit,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Handler,
         FaultKind::Panic,
         FaultKind::Decode,
@@ -71,6 +82,7 @@ impl FaultKind {
         FaultKind::UnsupportedVersion,
         FaultKind::MissingId,
         FaultKind::TooLarge,
+        FaultKind::DeliveryLimit,
     ];
 
     /// The kind as it travels in `ferry-fault-kind`.
@@ -83,6 +95,7 @@ impl FaultKind {
             FaultKind::UnsupportedVersion => "unsupported-version",
             FaultKind::MissingId => "missing-id",
             FaultKind::TooLarge => "too-large",
+            FaultKind::DeliveryLimit => "delivery-limit",
         }
     }
 
@@ -188,6 +201,64 @@ impl Fault {
         })
     }
 
+    /// Reads the fault of a message the broker dead-lettered past a quorum queue's delivery
+    /// limit: its `x-death` entry of reason `delivery_limit` names the queue, the exchange and
+    /// the routing key. `ferry-original-*` headers on the message (a replayed dead letter)
+    /// still name its first origin. `None` when there is no such entry.
+    pub fn from_x_death(h: &Headers) -> Option<Fault> {
+        let HeaderValue::Array(deaths) = h.get(X_DEATH)? else {
+            return None;
+        };
+        let death = deaths.iter().find_map(|d| match d {
+            HeaderValue::Table(t)
+                if t.get("reason").and_then(HeaderValue::as_str) == Some("delivery_limit") =>
+            {
+                Some(t)
+            }
+            _ => None,
+        })?;
+        let text = |table: &Headers, name: &str| {
+            table
+                .get(name)
+                .and_then(HeaderValue::as_str)
+                .map(str::to_owned)
+        };
+        let routing_key = match death.get("routing-keys") {
+            Some(HeaderValue::Array(keys)) => keys
+                .first()
+                .and_then(HeaderValue::as_str)
+                .map(str::to_owned),
+            _ => None,
+        };
+        let queue = text(death, "queue");
+        // Quorum queues count deliveries in `x-delivery-count` (the first one not counted).
+        let attempts = h
+            .get(X_DELIVERY_COUNT)
+            .and_then(HeaderValue::as_i64)
+            .and_then(|n| u32::try_from(n.saturating_add(1)).ok())
+            .unwrap_or(1);
+        Some(Fault {
+            kind: FaultKind::DeliveryLimit,
+            message: format!(
+                "the broker dead-lettered the message after {attempts} deliveries: queue `{}` \
+                 reached its delivery limit",
+                queue.as_deref().unwrap_or("?")
+            ),
+            attempts,
+            at: match death.get("time") {
+                Some(HeaderValue::Timestamp(t)) => i64::try_from(*t)
+                    .ok()
+                    .and_then(|t| DateTime::from_timestamp(t, 0))
+                    .unwrap_or_else(Utc::now),
+                _ => Utc::now(),
+            },
+            original_exchange: text(h, headers::ORIGINAL_EXCHANGE)
+                .or_else(|| text(death, "exchange")),
+            original_routing_key: text(h, headers::ORIGINAL_ROUTING_KEY).or(routing_key),
+            original_queue: text(h, headers::ORIGINAL_QUEUE).or(queue),
+        })
+    }
+
     /// Makes a dead letter ready to replay: removes the fault headers and `ferry-attempt`.
     pub fn strip_from(message: &mut WireMessage) {
         for name in headers::FAULT_HEADERS {
@@ -232,10 +303,12 @@ impl DeadLetter {
     /// Builds a dead letter from a message that arrived on a dead-letter queue.
     pub fn from_message(message: WireMessage, routing_key: impl Into<String>) -> Self {
         let routing_key = routing_key.into();
-        let fault = Fault::from_headers(&message.headers).unwrap_or_else(|| Fault {
-            original_routing_key: Some(routing_key.clone()),
-            ..Fault::new(FaultKind::Decode, "dead letter without ferry fault headers")
-        });
+        let fault = Fault::from_headers(&message.headers)
+            .or_else(|| Fault::from_x_death(&message.headers))
+            .unwrap_or_else(|| Fault {
+                original_routing_key: Some(routing_key.clone()),
+                ..Fault::new(FaultKind::Decode, "dead letter without ferry fault headers")
+            });
         let envelope = crate::codec::decode(&message).ok().map(|d| d.envelope);
         Self {
             message,

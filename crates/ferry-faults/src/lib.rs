@@ -16,8 +16,8 @@ pub mod transactional;
 use std::{io::Write, time::Duration};
 
 use ferry::{
-    HandlerError, IntegrationEvent, MessageContext, RetryPolicy, postgres::PgInbox,
-    rabbitmq::RabbitMqOptions,
+    HandlerError, IntegrationEvent, MessageContext, RetryPolicy, plumbing::QueueType,
+    postgres::PgInbox, rabbitmq::RabbitMqOptions,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -136,6 +136,10 @@ pub const CONFIRMED_NOT_MARKED: &str = "confirmed-not-marked";
 /// The line a worker prints once it is running.
 pub const READY: &str = "ready";
 
+/// The line a worker prints (`node <url>`, password hidden) whenever its broker connection is
+/// on another node than before: the cluster suite kills the node a worker is on.
+pub const NODE: &str = "node";
+
 /// The environment variable that makes a relay worker also commit this many events itself,
 /// one transaction each at about 1,000 a second, through `PgOutbox::begin` on the relay's own
 /// outbox, so they are handed to its relay (case 9). Read only by `fault-worker`.
@@ -177,7 +181,7 @@ pub const HANDED: &str = "handed";
 pub struct WorkerSettings {
     /// The database (`postgres://…`).
     pub database_url: String,
-    /// The broker (possibly through a proxy).
+    /// The broker (possibly through a proxy), or the nodes of a cluster, comma-separated.
     pub amqp_url: String,
     /// The events exchange.
     pub exchange: String,
@@ -201,6 +205,9 @@ pub struct WorkerSettings {
     pub concurrency: usize,
     /// The handler sleeps between these two (milliseconds) before it applies the event.
     pub handler_delay_ms: (u64, u64),
+    /// The consumers' queues (with their retry queues and the dead-letter queue) are quorum
+    /// queues, replicated over a cluster's nodes.
+    pub quorum: bool,
 }
 
 impl WorkerSettings {
@@ -227,6 +234,7 @@ impl WorkerSettings {
             prefetch: 100,
             concurrency: 8,
             handler_delay_ms: (0, 0),
+            quorum: false,
         }
     }
 
@@ -249,6 +257,7 @@ impl WorkerSettings {
                 "FAULT_HANDLER_DELAY_MS",
                 format!("{}-{}", self.handler_delay_ms.0, self.handler_delay_ms.1),
             ),
+            ("FAULT_QUORUM", u8::from(self.quorum).to_string()),
         ]
     }
 
@@ -280,6 +289,7 @@ impl WorkerSettings {
             prefetch: number("FAULT_PREFETCH")?,
             concurrency: number("FAULT_CONCURRENCY")?,
             handler_delay_ms: (low.trim().parse()?, high.trim().parse()?),
+            quorum: number::<u8>("FAULT_QUORUM")? != 0,
         })
     }
 
@@ -294,6 +304,11 @@ impl WorkerSettings {
             .with_operation_timeout(Duration::from_secs(10))
             .with_publish_reconnect_wait(Duration::from_secs(2))
             .with_reconnect_backoff(Duration::from_millis(100), Duration::from_secs(2))
+            .with_queue_type(if self.quorum {
+                QueueType::Quorum
+            } else {
+                QueueType::Classic
+            })
     }
 
     /// The queue the transactional mode's follow-up events are consumed from.

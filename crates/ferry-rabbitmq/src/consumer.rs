@@ -16,8 +16,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use ferry_core::{
-    ConsumerHandle, ConsumerSpec, DeadLetterSpec, OutgoingMessage, PublishError, WireMessage,
-    consume::{ConsumerPlan, Destination, InvalidConsumer, Republish},
+    ConsumerHandle, ConsumerSpec, DeadLetterSpec, OutgoingMessage, PublishError, QueueType,
+    WireMessage,
+    consume::{ConsumerPlan, Destination, InvalidConsumer, Republish, Topology},
 };
 
 use crate::{
@@ -41,8 +42,46 @@ pub(crate) async fn start(
             spec.pipeline.set_limits(limits);
         }
     }
-    let plan = ConsumerPlan::events(spec, bus.options().dead_letter_exchange()).map_err(invalid)?;
-    launch(bus, plan).await
+    resolve_queue(bus, &mut spec)?;
+    let plans =
+        ConsumerPlan::partitioned(spec, bus.options().dead_letter_exchange()).map_err(invalid)?;
+    let mut handles = Vec::with_capacity(plans.len());
+    for plan in plans {
+        match launch(bus, plan).await {
+            Ok(handle) => handles.push(handle),
+            Err(e) => {
+                for started in handles {
+                    started.shutdown().await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    match handles.len() {
+        1 => Ok(handles.remove(0)),
+        _ => Ok(ConsumerHandle::join(handles)),
+    }
+}
+
+/// The queue type and delivery limit a consumer declares: its own, else the options'. A
+/// delivery limit is a quorum queue's: asked of a classic queue, it is a configuration error;
+/// the options' default applies to quorum queues only.
+fn resolve_queue(bus: &RabbitMq, spec: &mut ConsumerSpec) -> Result<(), RabbitMqError> {
+    let options = bus.options();
+    let queue_type = spec.queue_type.unwrap_or(options.queue_type());
+    spec.queue_type = Some(queue_type);
+    match (queue_type, spec.delivery_limit) {
+        (QueueType::Classic, Some(limit)) => Err(RabbitMqError::InvalidConsumer(format!(
+            "consumer `{}` has delivery limit {limit}, which only quorum queues have; add \
+             `.quorum()` or drop `.delivery_limit(..)`",
+            spec.queue
+        ))),
+        (QueueType::Quorum, None) => {
+            spec.delivery_limit = options.delivery_limit();
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Starts a dead-letter consumer.
@@ -57,9 +96,14 @@ async fn launch(bus: &RabbitMq, plan: ConsumerPlan) -> Result<ConsumerHandle, Ra
     let retry_queues = RetryQueues::default();
     let subscription =
         AmqpSubscription::open(bus, plan.subscribe().clone(), retry_queues.clone()).await?;
+    let queue_type = match &plan.subscribe().topology {
+        Topology::Events { queue_type, .. } => queue_type.unwrap_or(bus.options().queue_type()),
+        Topology::DeadLetters { .. } => bus.options().queue_type(),
+    };
     let republisher = Republisher {
         bus: bus.clone(),
         retry_queues,
+        queue_type,
     };
     Ok(plan.start(Box::new(subscription), Arc::new(republisher)))
 }
@@ -68,6 +112,8 @@ async fn launch(bus: &RabbitMq, plan: ConsumerPlan) -> Result<ConsumerHandle, Ra
 struct Republisher {
     bus: RabbitMq,
     retry_queues: RetryQueues,
+    /// The type of the consumer's queue, which its retry queues share.
+    queue_type: QueueType,
 }
 
 #[async_trait]
@@ -79,7 +125,7 @@ impl Republish for Republisher {
                 routing_key,
             } => (exchange.to_owned(), routing_key.to_owned()),
             Destination::Retry { queue, delay } => {
-                let decl = QueueDecl::retry(queue, delay);
+                let decl = QueueDecl::retry(queue, delay, self.queue_type);
                 if !self.retry_queues.contains(&decl.name) {
                     self.declare_retry_queue(&decl).await?;
                     self.retry_queues.mark(&decl.name, true);
@@ -124,7 +170,14 @@ impl Republisher {
                 ));
             }
         };
-        let result = topology::declare_queue(&channel, decl, options.topology(), timeout).await;
+        let result = topology::declare_queue_checked(
+            &link.conn,
+            &channel,
+            decl,
+            options.topology(),
+            timeout,
+        )
+        .await;
         close_channel(&channel).await;
         result.map(|_| ()).map_err(|e| match e {
             e if e.is_unavailable() => PublishError::Unavailable(

@@ -10,8 +10,6 @@
 //! raw where not, with its [`Fault`](ferry_core::Fault)); `Ok` acks it, an error or a panic
 //! requeues it after a pause. The consume loop is the core's ([`ferry_core::consume`]).
 
-use ferry_core::QueueType;
-
 use crate::{
     ExchangeKind, RabbitMq, RabbitMqError,
     topology::{self, QueueDecl},
@@ -20,7 +18,8 @@ use crate::{
 /// The binding pattern of the dead-letter queue: every routing key.
 pub const DEAD_LETTER_BINDING: &str = "#";
 
-/// Declares (or checks) a dead-letter exchange and queue and the `#` binding between them.
+/// Declares (or checks) a dead-letter exchange and queue (of
+/// [`RabbitMqOptions::queue_type`](crate::RabbitMqOptions::queue_type)) and the `#` binding between them.
 pub(crate) async fn declare_dead_letter_topology(
     bus: &RabbitMq,
     channel: &lapin::Channel,
@@ -31,12 +30,15 @@ pub(crate) async fn declare_dead_letter_topology(
     let mode = options.topology();
     let timeout = options.operation_timeout();
     topology::declare_exchange(channel, exchange, ExchangeKind::Topic, mode, timeout).await?;
-    topology::declare_queue(
-        channel,
-        &QueueDecl::consumer(queue, QueueType::Classic),
-        mode,
-        timeout,
-    )
-    .await?;
+    // The dead-letter queue is of the transport's queue type: with quorum, a dead letter
+    // survives the loss of a node as the events it comes from do.
+    let decl = QueueDecl::consumer(queue, options.queue_type());
+    match bus.connection().current() {
+        Some(link) => {
+            topology::declare_queue_checked(&link.conn, channel, &decl, mode, timeout).await?
+        }
+        // The connection went with the channel: the declare fails and says so.
+        None => topology::declare_queue(channel, &decl, mode, timeout).await?,
+    };
     topology::bind_queue(channel, queue, exchange, DEAD_LETTER_BINDING, mode, timeout).await
 }

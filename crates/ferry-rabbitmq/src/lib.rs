@@ -288,7 +288,7 @@ impl RabbitMq {
             retry
                 .distinct_delays()
                 .into_iter()
-                .map(|delay| topology::QueueDecl::retry(queue, delay).name),
+                .map(|delay| topology::retry_queue_name(queue, delay)),
         );
         let mut messages = 0;
         for name in names {

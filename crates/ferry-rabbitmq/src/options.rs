@@ -2,7 +2,7 @@
 
 use std::{fmt, path::PathBuf, time::Duration};
 
-use ferry_core::Limits;
+use ferry_core::{Limits, QueueType};
 
 use crate::{RabbitMqError, redact::redact_url};
 
@@ -114,6 +114,8 @@ pub struct RabbitMqOptions {
     dead_letter_exchange: Option<String>,
     publisher_channels: usize,
     consumer_limits: Option<Limits>,
+    queue_type: QueueType,
+    delivery_limit: Option<u32>,
     queue_sample_interval: Option<Duration>,
 }
 
@@ -137,6 +139,8 @@ impl Default for RabbitMqOptions {
             dead_letter_exchange: None,
             publisher_channels: 2,
             consumer_limits: None,
+            queue_type: QueueType::Classic,
+            delivery_limit: None,
             queue_sample_interval: Some(DEFAULT_QUEUE_SAMPLE_INTERVAL),
         }
     }
@@ -264,6 +268,29 @@ impl RabbitMqOptions {
     /// with `.limits(..)` (without this, [`Limits::default`]: 4 MiB, 256 headers).
     pub fn with_consumer_limits(mut self, limits: Limits) -> Self {
         self.consumer_limits = Some(limits);
+        self
+    }
+
+    /// Sets the queue type of consumers that do not choose their own with `.queue_type(..)` or
+    /// `.quorum()` (default classic). With quorum, a consumer's retry queues and a dead-letter
+    /// consumer's queue are quorum queues too (`docs/wire-format.md`, retries).
+    ///
+    /// ```
+    /// use ferry_core::QueueType;
+    /// use ferry_rabbitmq::RabbitMqOptions;
+    /// let options = RabbitMqOptions::default().with_queue_type(QueueType::Quorum);
+    /// assert_eq!(options.queue_type(), QueueType::Quorum);
+    /// ```
+    pub fn with_queue_type(mut self, queue_type: QueueType) -> Self {
+        self.queue_type = queue_type;
+        self
+    }
+
+    /// Sets the delivery limit (`x-delivery-limit`) of quorum consumer queues that do not set
+    /// their own with `.delivery_limit(..)` (default none); see
+    /// [`ConsumerBuilder::delivery_limit`](ferry_core::ConsumerBuilder::delivery_limit).
+    pub fn with_delivery_limit(mut self, limit: Option<u32>) -> Self {
+        self.delivery_limit = limit;
         self
     }
 
@@ -415,6 +442,16 @@ impl RabbitMqOptions {
         self.consumer_limits
     }
 
+    /// The queue type of consumers that do not choose their own.
+    pub fn queue_type(&self) -> QueueType {
+        self.queue_type
+    }
+
+    /// The delivery limit of quorum consumer queues that do not set their own, if set.
+    pub fn delivery_limit(&self) -> Option<u32> {
+        self.delivery_limit
+    }
+
     /// The number of confirm channels.
     pub fn publisher_channels(&self) -> usize {
         self.publisher_channels
@@ -485,6 +522,8 @@ impl fmt::Debug for RabbitMqOptions {
             .field("dead_letter_exchange", &self.dead_letter_exchange)
             .field("publisher_channels", &self.publisher_channels)
             .field("consumer_limits", &self.consumer_limits)
+            .field("queue_type", &self.queue_type)
+            .field("delivery_limit", &self.delivery_limit)
             .field("queue_sample_interval", &self.queue_sample_interval)
             .finish()
     }

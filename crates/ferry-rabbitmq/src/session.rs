@@ -83,7 +83,7 @@ pub(crate) async fn open_session(
             .await?
             .map_err(|e| RabbitMqError::operation("set the prefetch", &e))?;
         }
-        declare(bus, spec, &channel, retry_queues).await?;
+        declare(bus, spec, &channel, &link.conn, retry_queues).await?;
         let consumer_tag = ShortString::try_new(tag.as_str()).map_err(|_| {
             RabbitMqError::InvalidConsumer(format!("consumer tag `{tag}` is too long"))
         })?;
@@ -122,6 +122,7 @@ async fn declare(
     bus: &RabbitMq,
     spec: &Subscribe,
     channel: &Channel,
+    connection: &lapin::Connection,
     retry_queues: &RetryQueues,
 ) -> Result<(), RabbitMqError> {
     let options = bus.options();
@@ -130,6 +131,9 @@ async fn declare(
     let queue = spec.queue.as_str();
     let Topology::Events {
         queue_type,
+        delivery_limit,
+        single_active_consumer,
+        partition,
         bindings,
         dead_letter_exchange,
         retry_delays,
@@ -140,19 +144,48 @@ async fn declare(
         }
         return Ok(());
     };
+    let queue_type = queue_type.unwrap_or(options.queue_type());
     let events = options.exchange();
     topology::declare_exchange(channel, events, options.exchange_kind(), mode, timeout).await?;
     if let Some(dlx) = dead_letter_exchange {
         topology::declare_exchange(channel, dlx, ExchangeKind::Topic, mode, timeout).await?;
     }
-    let decl = QueueDecl::consumer(queue, *queue_type);
-    topology::declare_queue(channel, &decl, mode, timeout).await?;
-    for pattern in bindings {
-        topology::bind_queue(channel, queue, events, pattern, mode, timeout).await?;
+    let mut decl = QueueDecl::consumer(queue, queue_type);
+    if let (Some(limit), Some(dlx)) = (delivery_limit, dead_letter_exchange) {
+        decl = decl.delivery_limit(*limit, dlx);
+    }
+    if *single_active_consumer {
+        decl = decl.single_active_consumer();
+    }
+    topology::declare_queue_checked(connection, channel, &decl, mode, timeout).await?;
+    match partition {
+        None => {
+            for pattern in bindings {
+                topology::bind_queue(channel, queue, events, pattern, mode, timeout).await?;
+            }
+        }
+        Some(partition) => {
+            // The queue is bound before the exchange is, so no message is routed to the
+            // partitioning exchange while it has no queue of this partition.
+            let hash = topology::partition_exchange_name(&partition.consumer);
+            topology::declare_partition_exchange(channel, &hash, mode, timeout).await?;
+            topology::bind_queue(
+                channel,
+                queue,
+                &hash,
+                topology::PARTITION_WEIGHT,
+                mode,
+                timeout,
+            )
+            .await?;
+            for pattern in bindings {
+                topology::bind_exchange(channel, &hash, events, pattern, mode, timeout).await?;
+            }
+        }
     }
     for delay in retry_delays {
-        let decl = QueueDecl::retry(queue, *delay);
-        topology::declare_queue(channel, &decl, mode, timeout).await?;
+        let decl = QueueDecl::retry(queue, *delay, queue_type);
+        topology::declare_queue_checked(connection, channel, &decl, mode, timeout).await?;
         retry_queues.mark(&decl.name, true);
     }
     Ok(())

@@ -115,6 +115,14 @@ impl Subscription for AmqpSubscription {
             self.current = resuming.await;
         }
         let mut unstarted = Vec::new();
+        if self.spec.single_active_consumer() {
+            // No `basic.cancel`: the broker would make the next consumer active at once and
+            // hand it the messages after those this one holds, which come back only with
+            // their requeue. This consumer keeps what it holds, unstarted, until its channel
+            // closes (`close`, after the work in flight has settled): the broker then puts
+            // them back in their places and only then activates the next consumer.
+            return unstarted;
+        }
         let Some((session, consumer)) = self.current.as_mut() else {
             return unstarted;
         };

@@ -6,12 +6,14 @@
 //!   connections, partitions, stalled replies) between a client and a real service.
 //! - [`pg::TempDatabase`]: a throw-away PostgreSQL database.
 //! - [`amqp`]: the RabbitMQ URL to test against.
+//! - [`cluster::Cluster`]: a local three-node RabbitMQ cluster (`scripts/cluster`) to break.
 //! - [`init_tracing`]: log output captured by the test harness.
 //! - `store_suite` (feature `store-suite`): the outbox and inbox suite, written once over the
 //!   database, that `ferry-sql` runs on PostgreSQL and SQLite.
 #![warn(missing_docs)]
 
 pub mod amqp;
+pub mod cluster;
 pub mod pg;
 mod proxy;
 #[cfg(feature = "store-suite")]

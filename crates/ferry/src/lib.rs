@@ -35,8 +35,8 @@ pub use ferry_macros::IntegrationEvent;
 pub use ferry_core::{
     CancellationToken, ConsumerHandle, DeadLetter, Envelope, FailureKind, Fault, FaultKind,
     HandlerError, IntegrationEvent, IntegrationEventHandler, Mediator, MediatorError,
-    MessageContext, OutboxRelay, PublishError, PublishOptions, Publisher, PublisherExt, RelayError,
-    RelayOptions, RequestContext, RetryPolicy, Upcaster, codec::ContentMode,
+    MessageContext, OutboxRelay, PublishError, PublishOptions, Publisher, PublisherExt, QueueType,
+    RelayError, RelayOptions, RequestContext, RetryPolicy, Upcaster, codec::ContentMode,
     publisher::InContentMode,
 };
 
@@ -113,7 +113,7 @@ pub mod prelude {
     pub use ferry_core::{
         CancellationToken, ConsumerHandle, DeadLetter, Fault, FaultKind, HandlerError,
         IntegrationEvent, IntegrationEventHandler, MessageContext, OutboxRelay, PublishOptions,
-        Publisher, PublisherExt, RelayOptions, RetryPolicy,
+        Publisher, PublisherExt, QueueType, RelayOptions, RetryPolicy,
         host::{Host, shutdown_signal},
         mediator::{
             Mediator, Notification, NotificationHandler, Request, RequestContext, RequestHandler,

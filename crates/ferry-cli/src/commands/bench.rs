@@ -44,6 +44,27 @@ pub struct BenchArgs {
     /// publisher gets as many confirm channels.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub relay_batches_in_flight: Option<u16>,
+    /// The type of the queues, ferry's and the baselines': classic or quorum.
+    #[arg(long, value_enum, default_value_t = QueueTypeArg::Classic)]
+    pub queue_type: QueueTypeArg,
+}
+
+/// `--queue-type` of `ferry bench` and `ferry demo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueTypeArg {
+    /// Classic queues.
+    Classic,
+    /// Quorum queues (replicated).
+    Quorum,
+}
+
+impl From<QueueTypeArg> for ferry::QueueType {
+    fn from(arg: QueueTypeArg) -> Self {
+        match arg {
+            QueueTypeArg::Classic => ferry::QueueType::Classic,
+            QueueTypeArg::Quorum => ferry::QueueType::Quorum,
+        }
+    }
 }
 
 /// Runs `ferry bench`.
@@ -58,6 +79,7 @@ pub async fn run(global: &Global, args: BenchArgs) -> CliResult {
         consumer_concurrency: args.consumer_concurrency,
         relay_batch_size: args.relay_batch_size,
         relay_batches_in_flight: args.relay_batches_in_flight,
+        queue_type: args.queue_type.into(),
     })
     .await?;
     let text = outcome.render(args.json)?;

@@ -65,6 +65,10 @@ pub struct DemoArgs {
     /// The transport.
     #[arg(long, value_enum, default_value_t = Transport::Rabbitmq)]
     pub transport: Transport,
+    /// The type of the demo's queues [default: quorum when --amqp-url names several nodes,
+    /// else classic].
+    #[arg(long, value_enum)]
+    pub queue_type: Option<crate::commands::bench::QueueTypeArg>,
     /// The first retry delay in milliseconds (then doubling: 3 retries).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub retry_delay_ms: u64,
@@ -132,7 +136,9 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
             with_database(&url, database, bus, config).await?
         }
         Transport::Rabbitmq => {
-            let bus = crate::rabbit::connect_for_demo(global).await?;
+            let queue_type =
+                crate::rabbit::demo_queue_type(global, args.queue_type.map(Into::into));
+            let bus = crate::rabbit::connect_for_demo(global, queue_type).await?;
             let outcome = with_database(&url, database, bus.clone(), config).await;
             bus.close().await;
             outcome?

@@ -26,7 +26,8 @@ pub const DEAD_LETTER_EXCHANGE: &str = "myapp.dlx";
 /// What a transport must do for the demo beyond publishing and consuming.
 #[async_trait]
 pub trait DemoTransport: Publisher + ConsumerHost + Clone + Send + Sync + 'static {
-    /// Empties `queues`, in order (a queue that does not exist has nothing to empty).
+    /// Empties `queues`, in order, or deletes them (their consumers declare them again); a
+    /// queue that does not exist has nothing to empty.
     async fn reset_queues(&self, queues: &[String]) -> anyhow::Result<()>;
 }
 

@@ -28,6 +28,9 @@ pub const EVENTVERSION: &str = "eventversion";
 pub const TRACEPARENT: &str = "traceparent";
 /// `subject`: what the event is about.
 pub const SUBJECT: &str = "subject";
+/// `partitionkey` (the CloudEvents partitioning extension): the key whose events keep their
+/// order; written from [`PublishOptions::partition_key`](crate::PublishOptions::partition_key).
+pub const PARTITIONKEY: &str = "partitionkey";
 
 /// The attributes the envelope (or the `content_type` property) owns. An extension of the
 /// envelope never travels under one of these names as a `ce-` header.

@@ -45,14 +45,35 @@ pub struct Subscribe {
     pub auto_ack: bool,
 }
 
+impl Subscribe {
+    /// Whether the queue has a single active consumer (set for each partition of a
+    /// partitioned consumer too): its order depends on how the consumer stops.
+    pub fn single_active_consumer(&self) -> bool {
+        matches!(
+            self.topology,
+            Topology::Events {
+                single_active_consumer: true,
+                ..
+            }
+        )
+    }
+}
+
 /// The topology of a subscription.
 #[derive(Debug, Clone)]
 pub enum Topology {
     /// An event consumer: its queue bound to the events exchange, its dead-letter exchange
     /// (a topic exchange) and its retry queues (`<queue>.retry.<delay_ms>`, one per delay).
     Events {
-        /// Classic or quorum.
-        queue_type: QueueType,
+        /// Classic or quorum; `None`: the transport's default.
+        queue_type: Option<QueueType>,
+        /// The broker's delivery limit; `None`: the transport's default.
+        delivery_limit: Option<u32>,
+        /// Whether the queue has a single active consumer.
+        single_active_consumer: bool,
+        /// Set when the queue is one partition of a partitioned consumer: the queue is then
+        /// bound to the consumer's partitioning exchange rather than to the events exchange.
+        partition: Option<Partition>,
         /// Binding patterns on the events exchange.
         bindings: Vec<String>,
         /// The dead-letter exchange to declare, if any.
@@ -65,4 +86,22 @@ pub enum Topology {
         /// The dead-letter exchange.
         exchange: String,
     },
+}
+
+/// One partition of a partitioned consumer ([`ConsumerBuilder::partitions`](crate::ConsumerBuilder::partitions)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    /// The consumer's own queue name (the partition queues are `<consumer>.p<index>`).
+    pub consumer: String,
+    /// This partition, from 0.
+    pub index: u16,
+    /// How many partitions there are.
+    pub count: u16,
+}
+
+impl Partition {
+    /// The queue of partition `index` of `consumer`: `<consumer>.p<index>`.
+    pub fn queue_name(consumer: &str, index: u16) -> String {
+        format!("{consumer}.p{index}")
+    }
 }

@@ -65,6 +65,10 @@ impl ConsumerPlan {
                 queue: spec.queue.clone(),
                 topology: Topology::Events {
                     queue_type: spec.queue_type,
+                    delivery_limit: spec.delivery_limit,
+                    single_active_consumer: spec.single_active_consumer
+                        || spec.partitions.is_some(),
+                    partition: None,
                     bindings: spec.bindings.clone(),
                     dead_letter_exchange: dead_letter_exchange.clone(),
                     retry_delays,
@@ -77,6 +81,34 @@ impl ConsumerPlan {
             dead_letter_exchange,
             cancel,
         })
+    }
+
+    /// The plans of a partitioned consumer, one a partition (queue `<queue>.p<i>`, a single
+    /// active consumer, one message at a time); a consumer with no partitions gives one plan.
+    /// Each partition shares the spec's pipeline, so its inbox and telemetry name the
+    /// consumer's queue.
+    pub fn partitioned(
+        spec: ConsumerSpec,
+        default_dead_letter_exchange: Option<&str>,
+    ) -> Result<Vec<Self>, InvalidConsumer> {
+        let Some(count) = spec.partitions else {
+            return Ok(vec![Self::events(spec, default_dead_letter_exchange)?]);
+        };
+        let consumer = spec.queue.clone();
+        (0..count)
+            .map(|index| {
+                let mut plan = Self::events(spec.clone(), default_dead_letter_exchange)?;
+                plan.subscribe.queue = super::Partition::queue_name(&consumer, index);
+                if let Topology::Events { partition, .. } = &mut plan.subscribe.topology {
+                    *partition = Some(super::Partition {
+                        consumer: consumer.clone(),
+                        index,
+                        count,
+                    });
+                }
+                Ok(plan)
+            })
+            .collect()
     }
 
     /// A dead-letter consumer: its callback is the processing step, one dead letter at a

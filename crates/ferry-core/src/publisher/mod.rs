@@ -434,7 +434,10 @@ pub struct PublishOptions {
     pub traceparent: Option<String>,
     /// Extra headers.
     pub headers: BTreeMap<String, String>,
-    /// Messages that share a partition key are published in the order they were added (outbox).
+    /// Messages that share a partition key are published in the order they were added
+    /// (outbox). It travels as the CloudEvents partitioning extension (`ce-partitionkey`),
+    /// which a partitioned consumer hashes (see
+    /// [`ConsumerBuilder::partitions`](crate::ConsumerBuilder::partitions)).
     pub partition_key: Option<String>,
 }
 
@@ -480,6 +483,11 @@ impl PublishOptions {
             self.traceparent.as_deref(),
         );
         envelope.extensions = self.headers.clone();
+        if let Some(key) = &self.partition_key {
+            envelope
+                .extensions
+                .insert(codec::attributes::PARTITIONKEY.to_owned(), key.clone());
+        }
         envelope
     }
 

@@ -29,7 +29,7 @@ use ferry::{
 };
 use ferry_faults::{
     CONFIRMED_NOT_MARKED, HANDED, HANDED_EVENTS, HANG_AFTER_BATCHES, HANG_AFTER_COMMIT,
-    HANG_BEFORE_COMMIT, ItemAdded, ItemFollowed, PUBLISHING_HUNG, READY,
+    HANG_BEFORE_COMMIT, ItemAdded, ItemFollowed, NODE, PUBLISHING_HUNG, READY,
     STOP_AFTER_CONFIRMED_BATCHES, TRANSACTIONAL, WorkerSettings, say,
     transactional::{ApplyItem, FailpointOutbox, Failpoints, RecordFollowUp},
 };
@@ -69,6 +69,19 @@ async fn stop_on_stdin_close_or_ctrl_c(shutdown: CancellationToken) {
     shutdown.cancel();
 }
 
+/// Prints `node <url>` each time the connection is found on another node than before.
+async fn report_node(bus: RabbitMq) {
+    let mut last = None;
+    loop {
+        let node = bus.node();
+        if node.is_some() && node != last {
+            say(&format!("{NODE} {}", node.as_deref().unwrap_or_default()));
+            last = node;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn pool(settings: &WorkerSettings, max: u32) -> anyhow::Result<sqlx::PgPool> {
     PgPoolOptions::new()
         .max_connections(max)
@@ -83,6 +96,7 @@ async fn relay(settings: WorkerSettings, shutdown: CancellationToken) -> anyhow:
     let bus = RabbitMq::connect(settings.rabbitmq_options("ferry-fault-relay"))
         .await
         .context("connect to the broker")?;
+    tokio::spawn(report_node(bus.clone()));
     let number = |name: &str| -> anyhow::Result<Option<u64>> {
         match std::env::var(name) {
             Ok(n) => Ok(Some(n.parse::<u64>().context(name.to_owned())?)),
@@ -209,6 +223,7 @@ async fn consume(settings: WorkerSettings, shutdown: CancellationToken) -> anyho
     let bus = RabbitMq::connect(settings.rabbitmq_options("ferry-fault-consumer"))
         .await
         .context("connect to the broker")?;
+    tokio::spawn(report_node(bus.clone()));
     let dead_pool = pool.clone();
     let dead_letters = bus
         .dead_letter_consumer(settings.dead_letter_queue.clone())

@@ -46,6 +46,9 @@ pub struct CaseSpec {
     /// The fault only makes the broker stop answering (a partition, a memory alarm): not the
     /// rows' fault, so no outbox row may have an attempt counted.
     pub costs_no_attempts: bool,
+    /// The nodes of a cluster (comma-separated AMQP URLs) instead of the local broker; the
+    /// consumer's queue is then a quorum queue.
+    pub nodes: Option<String>,
 }
 
 impl CaseSpec {
@@ -70,6 +73,7 @@ impl CaseSpec {
             transactional: false,
             first_consumer_env: Vec::new(),
             costs_no_attempts: false,
+            nodes: None,
         }
     }
 }
@@ -121,9 +125,10 @@ impl Case {
         } else {
             None
         };
-        let amqp_url = match &proxy {
-            Some(p) => ferry_testkit::amqp::amqp_url_via(p.addr()),
-            None => ferry_testkit::amqp::url(),
+        let amqp_url = match (&proxy, &spec.nodes) {
+            (Some(p), _) => ferry_testkit::amqp::amqp_url_via(p.addr()),
+            (None, Some(nodes)) => nodes.clone(),
+            (None, None) => ferry_testkit::amqp::url(),
         };
         let mut settings = WorkerSettings::new(
             db.url(),
@@ -131,8 +136,10 @@ impl Case {
             unique_name(&format!("faults.{}", spec.name)),
             unique_name(&format!("faults.{}", spec.name)),
         );
+        settings.quorum = spec.nodes.is_some();
         (spec.tune)(&mut settings);
         let broker_cleanup = BrokerCleanup {
+            url: spec.nodes.clone().unwrap_or_else(ferry_testkit::amqp::url),
             queues: settings.queues(),
             exchanges: settings.exchanges(),
         };
@@ -175,6 +182,25 @@ impl Case {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Waits until `n` more events are applied than now; returns how long that took, or `None`
+    /// after `limit`.
+    pub async fn wait_progress(&self, n: i64, limit: Duration) -> Option<Duration> {
+        let started = Instant::now();
+        let from = loop {
+            if let Some(applied) = self.applied().await {
+                break applied;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        while started.elapsed() < limit {
+            if self.applied().await.is_some_and(|a| a >= from + n) {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     /// Distinct events applied so far (`None` while the database is unreachable).
@@ -427,6 +453,7 @@ async fn add_batch(pool: &PgPool, outbox: &PgOutbox, from: u64, count: u64) -> a
 
 /// Deletes the case's queues and exchanges (also when the case panicked).
 struct BrokerCleanup {
+    url: String,
     queues: Vec<String>,
     exchanges: Vec<String>,
 }
@@ -438,7 +465,7 @@ impl BrokerCleanup {
         if queues.is_empty() && exchanges.is_empty() {
             return;
         }
-        let options = RabbitMqOptions::new(ferry_testkit::amqp::url())
+        let options = RabbitMqOptions::new(self.url.clone())
             .with_exchange("amq.topic")
             .with_connection_name("ferry-fault-cleanup")
             .with_topology(TopologyMode::Passive);
@@ -462,6 +489,7 @@ impl Drop for BrokerCleanup {
             return;
         }
         let mut this = BrokerCleanup {
+            url: self.url.clone(),
             queues: std::mem::take(&mut self.queues),
             exchanges: std::mem::take(&mut self.exchanges),
         };

@@ -1,8 +1,13 @@
 //! A `fault-worker` process (the relay or the consumer) the test can wait on and kill.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use ferry_faults::{READY, WorkerSettings};
+use ferry_faults::{NODE, READY, WorkerSettings};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
     process::{Child, ChildStdin, Command},
@@ -15,6 +20,7 @@ pub struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::UnboundedReceiver<String>,
+    node: Arc<Mutex<Option<String>>>,
     pub log: PathBuf,
 }
 
@@ -53,9 +59,16 @@ impl Worker {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("the worker's stdout");
         let (tx, lines) = mpsc::unbounded_channel();
+        let node = Arc::new(Mutex::new(None));
+        let on = Arc::clone(&node);
         tokio::spawn(async move {
             let mut reader = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = reader.next_line().await {
+                if let Some(url) = line.strip_prefix(NODE).and_then(|l| l.strip_prefix(' ')) {
+                    if let Ok(mut on) = on.lock() {
+                        *on = Some(url.to_owned());
+                    }
+                }
                 if tx.send(line).is_err() {
                     break;
                 }
@@ -66,6 +79,7 @@ impl Worker {
             child,
             stdin,
             lines,
+            node,
             log,
         };
         worker.wait_for_line(READY, Duration::from_secs(60)).await;
@@ -92,6 +106,11 @@ impl Worker {
                 ),
             }
         }
+    }
+
+    /// The node the worker's broker connection was last seen on (the URL, password hidden).
+    pub fn node(&self) -> Option<String> {
+        self.node.lock().ok().and_then(|n| n.clone())
     }
 
     /// SIGKILL, and waits for the process to be gone.

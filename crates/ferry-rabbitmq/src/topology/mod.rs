@@ -8,9 +8,14 @@
 use std::{fmt, time::Duration};
 
 mod error;
+mod partition;
 
 pub(crate) use error::parse_inequivalent;
 pub use error::{ObjectKind, TopologyError};
+pub use partition::{
+    CONSISTENT_HASH, PARTITION_KEY_HEADER, PARTITION_WEIGHT, partition_exchange_name,
+};
+pub(crate) use partition::{bind_exchange, declare_partition_exchange};
 
 use ferry_core::QueueType;
 use lapin::{
@@ -41,6 +46,7 @@ pub(crate) struct QueueDecl {
 pub(crate) enum Arg {
     Str(String),
     Int(i64),
+    Bool(bool),
 }
 
 impl fmt::Display for Arg {
@@ -48,6 +54,7 @@ impl fmt::Display for Arg {
         match self {
             Arg::Str(s) => write!(f, "{s:?}"),
             Arg::Int(i) => write!(f, "{i}"),
+            Arg::Bool(b) => write!(f, "{b}"),
         }
     }
 }
@@ -66,22 +73,46 @@ impl QueueDecl {
 
     /// A consumer's queue: durable, classic or quorum.
     pub fn consumer(name: impl Into<String>, queue_type: QueueType) -> Self {
-        let kind = match queue_type {
-            QueueType::Classic => "classic",
-            QueueType::Quorum => "quorum",
-        };
-        Self::durable(name).arg("x-queue-type", Arg::Str(kind.into()))
+        Self::durable(name).arg("x-queue-type", Arg::Str(queue_type.as_str().into()))
+    }
+
+    /// A quorum queue's delivery limit: past `limit` deliveries the broker dead-letters a
+    /// message to `dead_letter_exchange` with its routing key, at least once (it keeps the
+    /// message until the dead-letter exchange's queues confirm it).
+    pub fn delivery_limit(self, limit: u32, dead_letter_exchange: &str) -> Self {
+        self.arg("x-delivery-limit", Arg::Int(i64::from(limit)))
+            .arg(
+                "x-dead-letter-exchange",
+                Arg::Str(dead_letter_exchange.to_owned()),
+            )
+            .at_least_once()
+    }
+
+    /// One consumer of the queue at a time (`x-single-active-consumer`).
+    pub fn single_active_consumer(self) -> Self {
+        self.arg("x-single-active-consumer", Arg::Bool(true))
+    }
+
+    /// Dead-letters at least once (quorum queues): the broker keeps a dead-lettered message
+    /// until its copy is confirmed, which needs `x-overflow = reject-publish`.
+    fn at_least_once(self) -> Self {
+        self.arg("x-dead-letter-strategy", Arg::Str("at-least-once".into()))
+            .arg("x-overflow", Arg::Str("reject-publish".into()))
     }
 
     /// The retry queue for `queue` and `delay` (`docs/wire-format.md`, retries): durable, `x-message-ttl`, and
-    /// dead-lettering back to `queue` through the default exchange.
-    pub fn retry(queue: &str, delay: Duration) -> Self {
+    /// dead-lettering back to `queue` through the default exchange. A quorum retry queue
+    /// dead-letters at least once, so an expiring copy is not lost when a node dies.
+    pub fn retry(queue: &str, delay: Duration, queue_type: QueueType) -> Self {
         let ttl = delay_ms(delay);
-        Self::durable(retry_queue_name(queue, delay))
-            .arg("x-queue-type", Arg::Str("classic".into()))
+        let decl = Self::consumer(retry_queue_name(queue, delay), queue_type)
             .arg("x-message-ttl", Arg::Int(ttl as i64))
             .arg("x-dead-letter-exchange", Arg::Str(String::new()))
-            .arg("x-dead-letter-routing-key", Arg::Str(queue.to_owned()))
+            .arg("x-dead-letter-routing-key", Arg::Str(queue.to_owned()));
+        match queue_type {
+            QueueType::Classic => decl,
+            QueueType::Quorum => decl.at_least_once(),
+        }
     }
 
     fn arg(mut self, name: &str, value: Arg) -> Self {
@@ -95,6 +126,7 @@ impl QueueDecl {
             let value = match value {
                 Arg::Str(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
                 Arg::Int(i) => AMQPValue::LongLongInt(*i),
+                Arg::Bool(b) => AMQPValue::Boolean(*b),
             };
             // Argument names are ours and short.
             if let Ok(key) = ShortString::try_new(name.as_str()) {
@@ -212,6 +244,131 @@ pub(crate) async fn declare_queue(
             passive,
             &decl.describe(),
         )),
+    }
+}
+
+/// Declares a queue, or in passive mode checks it: that it exists (a passive declare), and
+/// then, since a passive declare ignores arguments, that its arguments are those asked for
+/// (its type among them), by declaring it with them on a throwaway channel of `connection`,
+/// where a difference is the broker's 406 (the broker closes that channel). A user who may not
+/// declare gets 403 there: the arguments are then left unchecked.
+pub(crate) async fn declare_queue_checked(
+    connection: &lapin::Connection,
+    channel: &Channel,
+    decl: &QueueDecl,
+    mode: TopologyMode,
+    timeout: Duration,
+) -> Result<(u32, u32), RabbitMqError> {
+    let result = match declare_queue(channel, decl, mode, timeout).await {
+        Ok(counts) if mode == TopologyMode::Passive => check_arguments(connection, decl, timeout)
+            .await
+            .map(|()| counts),
+        other => other,
+    };
+    match result {
+        Err(e) => Err(name_other_type(connection, decl, e, timeout).await),
+        ok => ok,
+    }
+}
+
+/// The arguments only quorum queues take, which a classic queue of the same name lacks.
+const QUORUM_ONLY: [&str; 3] = ["x-delivery-limit", "x-dead-letter-strategy", "x-overflow"];
+
+/// The broker names the first argument that differs, in its own order: for a queue of the
+/// other type that is often a quorum-only argument (`x-overflow`). When the queue turns out
+/// to be of the other type (it is equivalent to the declaration made for that type), the
+/// error says so: `x-queue-type` differs.
+async fn name_other_type(
+    connection: &lapin::Connection,
+    decl: &QueueDecl,
+    error: RabbitMqError,
+    timeout: Duration,
+) -> RabbitMqError {
+    let Some(TopologyError::Inequivalent {
+        argument,
+        declared,
+        reply,
+        ..
+    }) = error.topology()
+    else {
+        return error;
+    };
+    let asked = decl.arguments.iter().find_map(|(k, v)| match v {
+        Arg::Str(t) if k == "x-queue-type" => t.parse::<QueueType>().ok(),
+        _ => None,
+    });
+    let Some(asked) = asked.filter(|_| argument != "x-queue-type") else {
+        return error;
+    };
+    let other = match asked {
+        QueueType::Classic => QueueType::Quorum,
+        QueueType::Quorum => QueueType::Classic,
+    };
+    let mut probe = decl.clone();
+    probe
+        .arguments
+        .retain(|(k, _)| !QUORUM_ONLY.contains(&k.as_str()));
+    for (k, v) in &mut probe.arguments {
+        if k == "x-queue-type" {
+            *v = Arg::Str(other.as_str().into());
+        }
+    }
+    let mut probes = vec![probe.clone()];
+    if other == QueueType::Quorum {
+        probes.push(probe.at_least_once());
+    }
+    for probe in probes {
+        let Ok(throwaway) = connection.create_channel().await else {
+            break;
+        };
+        let found = declare_queue(&throwaway, &probe, TopologyMode::Declare, timeout)
+            .await
+            .is_ok();
+        close_throwaway(&throwaway).await;
+        if found {
+            return TopologyError::Inequivalent {
+                kind: ObjectKind::Queue,
+                name: decl.name.clone(),
+                argument: "x-queue-type".to_owned(),
+                requested: format!("`{asked}`"),
+                current: format!("`{other}`"),
+                declared: declared.clone(),
+                reply: reply.clone(),
+            }
+            .into();
+        }
+    }
+    error
+}
+
+async fn close_throwaway(channel: &Channel) {
+    if channel.status().connected() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), channel.close(200, "checked".into()))
+            .await;
+    }
+}
+
+async fn check_arguments(
+    connection: &lapin::Connection,
+    decl: &QueueDecl,
+    timeout: Duration,
+) -> Result<(), RabbitMqError> {
+    let op = format!("check the arguments of queue `{}`", decl.name);
+    let throwaway = with_timeout(op.clone(), timeout, connection.create_channel())
+        .await?
+        .map_err(|e| RabbitMqError::operation(op, &e))?;
+    let result = declare_queue(&throwaway, decl, TopologyMode::Declare, timeout).await;
+    close_throwaway(&throwaway).await;
+    match result {
+        Err(e) if matches!(e.topology(), Some(TopologyError::AccessRefused { .. })) => {
+            tracing::debug!(
+                queue = %decl.name,
+                "may not declare the queue, so its arguments are not checked"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -366,12 +523,24 @@ mod tests {
 
     #[test]
     fn retry_queue_declaration() {
-        let decl = QueueDecl::retry("q", Duration::from_millis(1500));
+        let decl = QueueDecl::retry("q", Duration::from_millis(1500), QueueType::Classic);
         assert_eq!(decl.name, "q.retry.1500");
         assert_eq!(
             decl.describe(),
             "durable=true, x-queue-type=\"classic\", x-message-ttl=1500, \
              x-dead-letter-exchange=\"\", x-dead-letter-routing-key=\"q\""
+        );
+    }
+
+    #[test]
+    fn quorum_retry_queues_dead_letter_at_least_once() {
+        let decl = QueueDecl::retry("q", Duration::from_millis(1500), QueueType::Quorum);
+        assert_eq!(decl.name, "q.retry.1500");
+        assert_eq!(
+            decl.describe(),
+            "durable=true, x-queue-type=\"quorum\", x-message-ttl=1500, \
+             x-dead-letter-exchange=\"\", x-dead-letter-routing-key=\"q\", \
+             x-dead-letter-strategy=\"at-least-once\", x-overflow=\"reject-publish\""
         );
     }
 }
