@@ -17,13 +17,16 @@ mod end_to_end;
 mod error;
 mod event;
 mod harness;
+mod load_curve;
 mod mediator;
+mod plot;
 mod probes;
 mod publish;
 mod relay;
 mod relay_latency;
 mod report;
 mod soak;
+mod sqlite;
 pub mod stats;
 
 use ferry::RelayOptions;
@@ -70,6 +73,17 @@ pub enum ScenarioName {
     /// Mediator `send` against a direct call.
     #[value(name = "mediator")]
     Mediator,
+    /// The outbox relay on a SQLite file against raw sqlx and raw lapin on the same kind of
+    /// file (not in the default set).
+    #[value(name = "relay_sqlite")]
+    RelaySqlite,
+    /// ferry's consumer with the SQLite inbox against raw lapin with a raw sqlx insert per
+    /// message (not in the default set).
+    #[value(name = "consume_inbox_sqlite")]
+    ConsumeInboxSqlite,
+    /// End-to-end latency at rising paces, against raw lapin's (not in the default set).
+    #[value(name = "load_curve")]
+    LoadCurve,
 }
 
 impl ScenarioName {
@@ -85,7 +99,10 @@ impl ScenarioName {
     fn needs_database(self) -> bool {
         matches!(
             self,
-            ScenarioName::Relay | ScenarioName::ConsumeInbox | ScenarioName::EndToEnd
+            ScenarioName::Relay
+                | ScenarioName::ConsumeInbox
+                | ScenarioName::EndToEnd
+                | ScenarioName::LoadCurve
         )
     }
 }
@@ -114,6 +131,8 @@ pub struct Options {
     /// Batches the outbox relay publishes at once (the relay's default when `None`); ferry's
     /// publisher gets as many confirm channels.
     pub relay_batches_in_flight: Option<u16>,
+    /// Where to draw the load curve as a PNG (with the `load_curve` scenario only).
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// A scenario's name in the report and what each of its sides does, in words.
@@ -216,6 +235,7 @@ struct Plan {
     concurrency: usize,
     relay: RelayOptions,
     scenarios: Vec<ScenarioName>,
+    plot: Option<std::path::PathBuf>,
 }
 
 impl Plan {
@@ -296,6 +316,27 @@ impl Plan {
                     let scenario = mediator::MediatorBench::prepare(MEDIATOR_ITERATIONS)?;
                     measure(harness, scenario, rounds).await
                 }
+                ScenarioName::RelaySqlite => {
+                    let scenario = sqlite::RelaySqlite::prepare(harness, n, self.relay).await?;
+                    measure(harness, scenario, rounds).await
+                }
+                ScenarioName::ConsumeInboxSqlite => {
+                    let scenario = sqlite::ConsumeInboxSqlite::prepare(harness, n, c).await?;
+                    measure(harness, scenario, rounds).await
+                }
+                ScenarioName::LoadCurve => {
+                    let scenario = end_to_end::EndToEnd::prepare(harness, 1, c, self.relay).await?;
+                    let result = load_curve::run(harness, &scenario, n, rounds).await?;
+                    if let (Some(path), Some(points)) = (&self.plot, &result.load_curve) {
+                        load_curve::plot(points, path)?;
+                        eprintln!(
+                            "bench: [{:>6.1} s] load curve drawn in {}",
+                            harness.elapsed_s(),
+                            path.display()
+                        );
+                    }
+                    Ok(result)
+                }
             }?;
             results.push(result);
         }
@@ -346,6 +387,11 @@ pub async fn run(options: Options) -> Result<Outcome, BenchError> {
     };
     scenarios.sort_unstable();
     scenarios.dedup();
+    if options.plot.is_some() && !scenarios.contains(&ScenarioName::LoadCurve) {
+        return Err(BenchError::Usage(
+            "--plot draws the load curve: add --scenario load_curve".into(),
+        ));
+    }
     let plan = Plan {
         messages: options.messages.unwrap_or(if options.soak {
             DEFAULT_SOAK_MESSAGES
@@ -364,6 +410,7 @@ pub async fn run(options: Options) -> Result<Outcome, BenchError> {
             ..RelayOptions::default()
         },
         scenarios,
+        plot: options.plot.clone(),
     };
     let needs_database = !options.soak && plan.scenarios.iter().any(|s| s.needs_database());
     let database = if needs_database {
