@@ -47,14 +47,20 @@ fn font() -> Result<(), BenchError> {
         .map_err(BenchError::Runtime)
 }
 
-/// One curve: its name, colour, and points (pace, ms).
+/// One curve: its name, colour, and points (step, ms).
 struct Curve {
     label: &'static str,
     colour: RGBColor,
     points: Vec<(f64, f64)>,
 }
 
-fn curves(points: &[LoadPoint]) -> Vec<Curve> {
+/// The x of a pace: its doubling from `base` (the paces double from step to step, so the
+/// steps are evenly spaced, as on a log scale, and each gets its own label).
+fn step_of(rate_per_s: u64, base: u64) -> f64 {
+    (rate_per_s as f64 / base.max(1) as f64).log2()
+}
+
+fn curves(points: &[LoadPoint], base: u64) -> Vec<Curve> {
     let series = |label, colour, side: fn(&LoadPoint) -> Option<SidePoint>, p99: bool| Curve {
         label,
         colour,
@@ -63,7 +69,7 @@ fn curves(points: &[LoadPoint]) -> Vec<Curve> {
             .filter_map(|p| {
                 side(p).map(|s| {
                     let ms = if p99 { s.p99_ms } else { s.p50_ms };
-                    (p.rate_per_s as f64, ms.max(0.01))
+                    (step_of(p.rate_per_s, base), ms.max(0.01))
                 })
             })
             .collect(),
@@ -87,17 +93,16 @@ pub fn load_curve(points: &[LoadPoint], path: &Path) -> Result<(), BenchError> {
     let failed = |e: &dyn std::fmt::Display| {
         BenchError::Runtime(format!("--plot: cannot draw {}: {e}", path.display()))
     };
-    let curves = curves(points);
-    let all = curves.iter().flat_map(|c| c.points.iter());
-    let (x_max, y_min, y_max) = all.fold((1000.0f64, 1.0f64, P99_LIMIT_MS), |(x, lo, hi), p| {
-        (x.max(p.0), lo.min(p.1), hi.max(p.1))
-    });
-    let (x_min, x_max) = (
-        points.first().map_or(100.0, |p| p.rate_per_s as f64) / 1.3,
-        x_max * 1.3,
-    );
-    let (y_min, y_max) = (y_min / 1.5, y_max * 1.5);
-
+    let base = points.first().map_or(1, |p| p.rate_per_s);
+    let last = points.last().map_or(0.0, |p| step_of(p.rate_per_s, base));
+    let curves = curves(points, base);
+    let (y_min, y_max) = curves
+        .iter()
+        .flat_map(|c| c.points.iter())
+        .fold((1.0f64, P99_LIMIT_MS), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+    // Room below the curves for the legend.
+    let (y_min, y_max) = (y_min / 10.0, y_max * 1.5);
+    let (x_min, x_max) = (-1.0, last.max(1.0) + 1.0);
     let root = BitMapBackend::new(path, (1000, 620)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| failed(&e))?;
     let mut chart = ChartBuilder::on(&root)
@@ -108,13 +113,20 @@ pub fn load_curve(points: &[LoadPoint], path: &Path) -> Result<(), BenchError> {
         .margin(20)
         .x_label_area_size(55)
         .y_label_area_size(75)
-        .build_cartesian_2d((x_min..x_max).log_scale(), (y_min..y_max).log_scale())
+        .build_cartesian_2d((x_min..x_max).step(1.0), (y_min..y_max).log_scale())
         .map_err(|e| failed(&e))?;
     chart
         .configure_mesh()
         .x_desc("pace, events per second (log scale)")
         .y_desc("latency, ms (log scale)")
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_labels(12)
+        .x_label_formatter(&|x| {
+            if *x < 0.0 || *x > last + 0.01 {
+                String::new()
+            } else {
+                format!("{:.0}", base as f64 * x.exp2())
+            }
+        })
         .y_label_formatter(&|y| {
             if *y >= 1.0 {
                 format!("{y:.0}")
@@ -159,8 +171,44 @@ pub fn load_curve(points: &[LoadPoint], path: &Path) -> Result<(), BenchError> {
         .label_font((FAMILY, 16))
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(SeriesLabelPosition::LowerRight)
         .draw()
         .map_err(|e| failed(&e))?;
     root.present().map_err(|e| failed(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn side(p50_ms: f64, p99_ms: f64) -> Option<SidePoint> {
+        Some(SidePoint {
+            per_s: 1.0,
+            p50_ms,
+            p99_ms,
+            within_limit: p99_ms <= P99_LIMIT_MS,
+        })
+    }
+
+    #[test]
+    fn the_curve_is_drawn_as_a_png() {
+        let points: Vec<LoadPoint> = [(250, 2.0, 6.0), (500, 2.5, 9.0), (1000, 4.0, 70.0)]
+            .into_iter()
+            .map(|(rate_per_s, p50, p99)| LoadPoint {
+                rate_per_s,
+                events: 10,
+                ferry: side(p50, p99),
+                baseline: (rate_per_s < 1000).then(|| side(p50 / 4.0, p99 / 4.0)).flatten(),
+            })
+            .collect();
+        let path = std::env::temp_dir().join(format!(
+            "ferry-bench-plot-test-{}.png",
+            std::process::id()
+        ));
+        load_curve(&points, &path).unwrap();
+        let png = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).ok();
+        assert!(png.starts_with(b"\x89PNG\r\n"), "not a PNG");
+        assert!(png.len() > 10_000, "an empty picture: {} bytes", png.len());
+    }
 }
