@@ -162,10 +162,14 @@ fn the_other_scenarios_yield_numbers() {
             "load_curve"
         ]
     );
-    for scenario in scenarios {
+    for scenario in &scenarios[..3] {
         positive(scenario, "ferry_per_s");
         positive(scenario, "baseline_per_s");
         positive(scenario, "ratio");
+    }
+    // The curve's best paces may be 0 on a busy machine (no pace within the limit).
+    for key in ["ferry_per_s", "baseline_per_s", "ratio"] {
+        assert!(scenarios[3][key].as_f64().is_some_and(|x| x >= 0.0), "{key}");
     }
 
     // The inbox beside PostgreSQL's own one-row commits on the connections it used.
