@@ -286,8 +286,13 @@ impl Scenario for Consume {
             return result;
         }
         let rounds: Vec<Measured> = self.pg_commit.iter().map(|(m, _)| m.clone()).collect();
-        let connections =
-            median(&self.pg_commit.iter().map(|(_, c)| f64::from(*c)).collect::<Vec<_>>());
+        let connections = median(
+            &self
+                .pg_commit
+                .iter()
+                .map(|(_, c)| f64::from(*c))
+                .collect::<Vec<_>>(),
+        );
         result.with_pg_commit(&rounds, connections.round() as u32)
     }
 }

@@ -329,10 +329,8 @@ impl Harness {
     /// A path for a SQLite database file of this run in the temporary directory, removed (with
     /// its `-wal` and `-shm` files) at cleanup.
     pub fn temp_file(&self, what: &str) -> std::path::PathBuf {
-        let path = std::env::temp_dir().join(format!(
-            "ferry-bench-{}-{what}.sqlite",
-            self.names.suffix
-        ));
+        let path =
+            std::env::temp_dir().join(format!("ferry-bench-{}-{what}.sqlite", self.names.suffix));
         if let Ok(mut files) = self.files.lock() {
             for end in ["", "-wal", "-shm"] {
                 let mut name = path.clone().into_os_string();

@@ -159,7 +159,11 @@ fn best(points: &[LoadPoint], side: fn(&LoadPoint) -> Option<SidePoint>) -> f64 
 pub fn result(points: Vec<LoadPoint>) -> ScenarioResult {
     let ferry = best(&points, |p| p.ferry);
     let baseline = best(&points, |p| p.baseline);
-    let mut result = ScenarioResult::new(&ABOUT, &[Measured::rate(ferry)], &[Measured::rate(baseline)]);
+    let mut result = ScenarioResult::new(
+        &ABOUT,
+        &[Measured::rate(ferry)],
+        &[Measured::rate(baseline)],
+    );
     result.load_curve = Some(points);
     result
 }

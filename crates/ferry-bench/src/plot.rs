@@ -99,7 +99,9 @@ pub fn load_curve(points: &[LoadPoint], path: &Path) -> Result<(), BenchError> {
     let (y_min, y_max) = curves
         .iter()
         .flat_map(|c| c.points.iter())
-        .fold((1.0f64, P99_LIMIT_MS), |(lo, hi), p| (lo.min(p.1), hi.max(p.1)));
+        .fold((1.0f64, P99_LIMIT_MS), |(lo, hi), p| {
+            (lo.min(p.1), hi.max(p.1))
+        });
     // Room below the curves for the legend.
     let (y_min, y_max) = (y_min / 10.0, y_max * 1.5);
     let (x_min, x_max) = (-1.0, last.max(1.0) + 1.0);
@@ -198,13 +200,13 @@ mod tests {
                 rate_per_s,
                 events: 10,
                 ferry: side(p50, p99),
-                baseline: (rate_per_s < 1000).then(|| side(p50 / 4.0, p99 / 4.0)).flatten(),
+                baseline: (rate_per_s < 1000)
+                    .then(|| side(p50 / 4.0, p99 / 4.0))
+                    .flatten(),
             })
             .collect();
-        let path = std::env::temp_dir().join(format!(
-            "ferry-bench-plot-test-{}.png",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("ferry-bench-plot-test-{}.png", std::process::id()));
         load_curve(&points, &path).unwrap();
         let png = std::fs::read(&path).unwrap();
         std::fs::remove_file(&path).ok();

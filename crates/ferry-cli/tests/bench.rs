@@ -169,17 +169,17 @@ fn the_other_scenarios_yield_numbers() {
     }
     // The curve's best paces may be 0 on a busy machine (no pace within the limit).
     for key in ["ferry_per_s", "baseline_per_s", "ratio"] {
-        assert!(scenarios[3][key].as_f64().is_some_and(|x| x >= 0.0), "{key}");
+        assert!(
+            scenarios[3][key].as_f64().is_some_and(|x| x >= 0.0),
+            "{key}"
+        );
     }
 
     // The inbox beside PostgreSQL's own one-row commits on the connections it used.
     let inbox = &scenarios[0];
     positive(inbox, "pg_commit_per_s");
     positive(inbox, "ratio_to_pg_commit");
-    assert!(
-        positive(inbox, "pg_commit_connections") <= 24.0,
-        "{inbox}"
-    );
+    assert!(positive(inbox, "pg_commit_connections") <= 24.0, "{inbox}");
     assert_eq!(
         inbox["pg_commit_rounds_per_s"].as_array().map(Vec::len),
         Some(1)
@@ -198,7 +198,10 @@ fn the_other_scenarios_yield_numbers() {
     for side in ["ferry", "baseline"] {
         let first = &curve[0][side];
         positive(first, "per_s");
-        assert!(positive(first, "p50_ms") <= positive(first, "p99_ms"), "{first}");
+        assert!(
+            positive(first, "p50_ms") <= positive(first, "p99_ms"),
+            "{first}"
+        );
     }
     let png = std::fs::read(&png).expect("the plot was written");
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");

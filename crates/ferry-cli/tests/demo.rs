@@ -241,7 +241,10 @@ fn rate_paces_the_orders() {
     assert_eq!(n(&s, "orders_confirmed"), 10, "{s}");
     assert_eq!(s["rate_per_s"].as_f64(), Some(4.0), "{s}");
     let elapsed = s["elapsed_s"].as_f64().unwrap();
-    assert!(elapsed >= 9.0 / 4.0, "10 orders at 4/s took {elapsed} s: {s}");
+    assert!(
+        elapsed >= 9.0 / 4.0,
+        "10 orders at 4/s took {elapsed} s: {s}"
+    );
     assert!(wall >= Duration::from_secs_f64(9.0 / 4.0), "{wall:?}");
     for key in ["p50", "p95", "p99", "max"] {
         assert!(s["queueing_ms"][key].as_f64().unwrap() > 0.0, "{s}");

@@ -73,9 +73,10 @@ impl Summary {
             self.lost,
             self.elapsed_s,
             self.throughput_per_s,
-            self.rate_per_s.map_or("a burst (every order due at the start)".to_owned(), |r| {
-                format!("{r} orders/s, steady")
-            }),
+            self.rate_per_s
+                .map_or("a burst (every order due at the start)".to_owned(), |r| {
+                    format!("{r} orders/s, steady")
+                }),
             self.queueing_ms.p50,
             self.queueing_ms.p95,
             self.queueing_ms.p99,

@@ -257,9 +257,7 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
         ),
         latency_ms: Latency::from_millis(totals.latencies_ms),
         rate_per_s: config.rate_per_s,
-        queueing_ms: Latency::from_millis(
-            queueing.lock().map(|q| q.clone()).unwrap_or_default(),
-        ),
+        queueing_ms: Latency::from_millis(queueing.lock().map(|q| q.clone()).unwrap_or_default()),
     };
     Ok(if interrupted {
         Outcome::Interrupted(summary)
