@@ -87,6 +87,7 @@ pub enum ScenarioName {
 }
 
 impl ScenarioName {
+    /// The default set (the others run only when named).
     const ALL: [ScenarioName; 6] = [
         ScenarioName::Publish,
         ScenarioName::Relay,

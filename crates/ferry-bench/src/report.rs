@@ -112,7 +112,8 @@ pub struct Settings {
 /// One scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioResult {
-    /// `publish`, `relay`, `consume`, `consume_inbox`, `end_to_end` or `mediator`.
+    /// `publish`, `relay`, `consume`, `consume_inbox`, `end_to_end`, `mediator`,
+    /// `relay_sqlite`, `consume_inbox_sqlite` or `load_curve`.
     pub name: &'static str,
     /// ferry's median rate.
     pub ferry_per_s: f64,
