@@ -215,6 +215,24 @@ pub async fn consume_ack(
     count: u64,
     mut on_delivery: impl FnMut(&Delivery, Instant),
 ) -> Result<Span, BenchError> {
+    consume_ack_after(harness, queue, count, |delivery, at| {
+        on_delivery(delivery, at);
+        std::future::ready(Ok(()))
+    })
+    .await
+}
+
+/// [`consume_ack`], acking each delivery once the future `work` made for it is done (one
+/// delivery at a time: the next is taken after it); the first failure ends the run.
+pub async fn consume_ack_after<F>(
+    harness: &Harness,
+    queue: &str,
+    count: u64,
+    mut work: impl FnMut(&Delivery, Instant) -> F,
+) -> Result<Span, BenchError>
+where
+    F: Future<Output = Result<(), BenchError>>,
+{
     let channel = harness.raw_channel().await?;
     let result = async {
         channel
@@ -254,7 +272,7 @@ pub async fn consume_ack(
                 Ok(Some(Ok(delivery))) => delivery,
             };
             let now = Instant::now();
-            on_delivery(&delivery, now);
+            work(&delivery, now).await?;
             let acker = delivery.acker;
             acks.push(async move { acker.ack(BasicAckOptions::default()).await });
             while acks.len() >= usize::from(PREFETCH) {

@@ -3,6 +3,12 @@
 //!
 //! Before each side's round the queue is filled (not timed) with N messages in ferry's wire
 //! format, the same for both sides. The rate counts from the first delivery to the last.
+//!
+//! `consume_inbox` also measures the database's own limit beside the inbox consumer: after each
+//! of ferry's rounds, N one-row insert transactions (`BEGIN`, an `INSERT` into `ferry_inbox`,
+//! `COMMIT`) on as many connections as the inbox consumer used at most (its pool's size: the
+//! pool, as large as the bench's main pool, opens connections only when all are busy), on the
+//! same pool, so the same connections, and the same database.
 
 use std::{
     sync::{
@@ -12,8 +18,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ferry::{HandlerError, MessageContext, postgres::PgInbox};
-use tokio::sync::Notify;
+use ferry::{
+    HandlerError, MessageContext,
+    postgres::{PgInbox, sqlx::PgPool},
+};
+use tokio::sync::{Barrier, Notify};
 
 use super::{
     About, Scenario,
@@ -21,8 +30,8 @@ use super::{
     event::BenchEvent,
     harness::{Harness, short},
     probes::TimedInbox,
-    report::Measured,
-    stats::Span,
+    report::{Measured, ScenarioResult},
+    stats::{Span, median, rate},
 };
 use crate::error::BenchError;
 
@@ -96,6 +105,11 @@ pub struct Consume {
     messages: u64,
     concurrency: usize,
     inbox: bool,
+    /// The inbox consumer's pool (kept across rounds, so its size is the most connections the
+    /// inbox needed at once).
+    inbox_pool: Option<PgPool>,
+    /// PostgreSQL's own commit rate in each round, and the connections it ran on.
+    pg_commit: Vec<(Measured, u32)>,
 }
 
 impl Consume {
@@ -112,12 +126,37 @@ impl Consume {
         let queue = harness
             .declare_queue(if inbox { "consume-inbox" } else { "consume" }, None)
             .await?;
+        let inbox_pool = if inbox {
+            Some(harness.database()?.new_pool())
+        } else {
+            None
+        };
         Ok(Self {
             queue,
             messages,
             concurrency,
             inbox,
+            inbox_pool,
+            pg_commit: Vec::new(),
         })
+    }
+
+    /// PostgreSQL's own rate of one-row insert transactions on the inbox's pool, on as many
+    /// connections as the inbox used.
+    async fn pg_commit(&mut self, harness: &Harness) -> Result<(), BenchError> {
+        let Some(pool) = self.inbox_pool.clone() else {
+            return Ok(());
+        };
+        let connections = pool.size().max(1);
+        let per_s = commit_rate(&pool, connections, self.messages).await?;
+        eprintln!(
+            "bench: [{:>6.1} s] {}: PostgreSQL one-row insert transactions on {connections} connections: {}/s",
+            harness.elapsed_s(),
+            self.name(),
+            crate::stats::thousands(per_s)
+        );
+        self.pg_commit.push((Measured::rate(per_s), connections));
+        Ok(())
     }
 
     async fn fill(&self, harness: &Harness) -> Result<(), BenchError> {
@@ -190,9 +229,8 @@ impl Scenario for Consume {
         let mut builder = harness
             .consumer(&self.queue, self.concurrency)
             .handle::<BenchEvent>(handler);
-        let inbox = if self.inbox {
-            let pool = harness.database()?.pool.clone();
-            let inbox = TimedInbox::new(PgInbox::new(pool));
+        let inbox = if let Some(pool) = &self.inbox_pool {
+            let inbox = TimedInbox::new(PgInbox::new(pool.clone()));
             builder = builder.skip_processed(inbox.clone());
             Some(inbox)
         } else {
@@ -217,10 +255,18 @@ impl Scenario for Consume {
                 .await
                 .map_err(|e| BenchError::Runtime(format!("cannot empty the inbox: {e}")))?;
         }
-        Ok(Measured {
-            breakdown: inbox.map(|i| i.breakdown()),
+        let measured = Measured {
+            breakdown: inbox.map(|i| {
+                let mut breakdown = i.breakdown();
+                if let Some(pool) = &self.inbox_pool {
+                    breakdown.insert("connections", f64::from(pool.size()));
+                }
+                breakdown
+            }),
             ..Measured::rate(span.per_s())
-        })
+        };
+        self.pg_commit(harness).await?;
+        Ok(measured)
     }
 
     async fn baseline(&mut self, harness: &Harness) -> Result<Measured, BenchError> {
@@ -228,4 +274,81 @@ impl Scenario for Consume {
         let span = baseline::consume_ack(harness, &self.queue, self.messages, |_, _| {}).await?;
         Ok(Measured::rate(span.per_s()))
     }
+
+    fn result(
+        &self,
+        ferry: &[Measured],
+        baseline: &[Measured],
+        same_wire: &[Measured],
+    ) -> ScenarioResult {
+        let result = ScenarioResult::new(self.about(), ferry, baseline).with_same_wire(same_wire);
+        if self.pg_commit.is_empty() {
+            return result;
+        }
+        let rounds: Vec<Measured> = self.pg_commit.iter().map(|(m, _)| m.clone()).collect();
+        let connections = median(
+            &self
+                .pg_commit
+                .iter()
+                .map(|(_, c)| f64::from(*c))
+                .collect::<Vec<_>>(),
+        );
+        result.with_pg_commit(&rounds, connections.round() as u32)
+    }
+}
+
+/// The consumer name of PostgreSQL's own inserts in `ferry_inbox`.
+const PG_COMMIT_CONSUMER: &str = "ferry-bench-pg-commit";
+
+/// `messages` transactions of one row each (`BEGIN`, `INSERT INTO ferry_inbox`, `COMMIT`), on
+/// `connections` connections of `pool` at once (each taken before the clock starts); returns
+/// transactions a second. The rows are deleted afterwards.
+pub async fn commit_rate(
+    pool: &PgPool,
+    connections: u32,
+    messages: u64,
+) -> Result<f64, BenchError> {
+    let failed = |e: sqlx::Error| BenchError::Runtime(format!("PostgreSQL's commit rate: {e}"));
+    let next = Arc::new(AtomicU64::new(0));
+    let ready = Arc::new(Barrier::new(connections as usize + 1));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        let (pool, next, ready) = (pool.clone(), Arc::clone(&next), Arc::clone(&ready));
+        workers.spawn(async move {
+            let conn = pool.acquire().await;
+            ready.wait().await;
+            let mut conn = conn?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= messages {
+                    return Ok::<(), sqlx::Error>(());
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::query("INSERT INTO ferry_inbox (consumer, message_id) VALUES ($1, $2)")
+                    .bind(PG_COMMIT_CONSUMER)
+                    .bind(i.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+        });
+    }
+    ready.wait().await;
+    let started = Instant::now();
+    let mut outcome = Ok(());
+    while let Some(joined) = workers.join_next().await {
+        let done = joined
+            .map_err(|e| BenchError::Runtime(format!("PostgreSQL's commit rate: {e}")))
+            .and_then(|r| r.map_err(failed));
+        if outcome.is_ok() {
+            outcome = done;
+        }
+    }
+    let elapsed = started.elapsed();
+    sqlx::query("DELETE FROM ferry_inbox WHERE consumer = $1")
+        .bind(PG_COMMIT_CONSUMER)
+        .execute(pool)
+        .await
+        .map_err(failed)?;
+    outcome.map(|()| rate(messages, elapsed))
 }

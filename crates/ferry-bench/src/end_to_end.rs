@@ -113,11 +113,13 @@ fn measure(from: &Moments, to: &Moments, events: u64) -> Result<Measured, BenchE
     })
 }
 
-/// The `end_to_end` scenario.
+/// The `end_to_end` scenario (and each step of the load curve, at its own pace).
+#[derive(Clone)]
 pub struct EndToEnd {
     ferry_queue: String,
     raw_queue: String,
     events: u64,
+    rate_per_s: u64,
     concurrency: usize,
     relay: RelayOptions,
 }
@@ -137,9 +139,19 @@ impl EndToEnd {
                 .declare_queue("end-to-end-raw", Some(RAW_KEY))
                 .await?,
             events,
+            rate_per_s: RATE_PER_S,
             concurrency,
             relay,
         })
+    }
+
+    /// The same scenario on the same queues, `events` events at `rate_per_s` a second.
+    pub fn at_rate(&self, rate_per_s: u64, events: u64) -> Self {
+        Self {
+            rate_per_s: rate_per_s.max(1),
+            events: events.max(1),
+            ..self.clone()
+        }
     }
 }
 
@@ -200,7 +212,7 @@ impl Scenario for EndToEnd {
             FERRY_KEY,
             true,
             self.events,
-            (WARM_UP, RATE_PER_S),
+            (WARM_UP, self.rate_per_s),
         )
         .await
         .map_err(|e| BenchError::Runtime(format!("end_to_end: {e}")));
@@ -272,7 +284,7 @@ impl Scenario for EndToEnd {
         let bodies = (0..self.events)
             .map(|i| BenchEvent::new(i).body())
             .collect::<Result<Vec<_>, _>>()?;
-        let pace = (WARM_UP, RATE_PER_S);
+        let pace = (WARM_UP, self.rate_per_s);
         let produce = publish_paced(harness, RAW_KEY, &bodies, pace, |seq, at| {
             published.mark(seq, at);
         });

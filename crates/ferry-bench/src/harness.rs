@@ -31,6 +31,9 @@ use crate::{baseline::PREFETCH, error::BenchError};
 /// The server `ferry bench` creates its database on when `--database-url` names none.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432";
 
+/// Connections of the bench database's main pool (and of the inbox consumer's).
+pub const POOL_SIZE: u32 = 24;
+
 /// How long one broker or database operation may take before the bench gives up.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -146,7 +149,7 @@ impl Database {
         })?;
         let database = Self {
             pool: PgPoolOptions::new()
-                .max_connections(24)
+                .max_connections(POOL_SIZE)
                 .acquire_timeout(OPERATION_TIMEOUT)
                 .connect_lazy_with(admin.clone().database(&names.database)),
             relay_pool: PgPoolOptions::new()
@@ -167,6 +170,15 @@ impl Database {
                 Err(e)
             }
         }
+    }
+
+    /// A new pool on the bench database, as large as the main one, that opens connections as
+    /// they are needed (so its size tells how many its user needed at once).
+    pub fn new_pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(OPERATION_TIMEOUT)
+            .connect_lazy_with(self.admin.clone().database(&self.name))
     }
 
     async fn prepare(&self) -> Result<String, BenchError> {
@@ -222,6 +234,7 @@ pub struct Harness {
     pub queue_type: QueueType,
     queues: Mutex<Vec<String>>,
     stoppers: Mutex<Vec<CancellationToken>>,
+    files: Mutex<Vec<std::path::PathBuf>>,
     started: Instant,
 }
 
@@ -283,6 +296,7 @@ impl Harness {
             queue_type,
             queues: Mutex::new(Vec::new()),
             stoppers: Mutex::new(Vec::new()),
+            files: Mutex::new(Vec::new()),
             started: Instant::now(),
         };
         if let Some(admin) = database {
@@ -315,6 +329,21 @@ impl Harness {
         if let Ok(mut stoppers) = self.stoppers.lock() {
             stoppers.push(token);
         }
+    }
+
+    /// A path for a SQLite database file of this run in the temporary directory, removed (with
+    /// its `-wal` and `-shm` files) at cleanup.
+    pub fn temp_file(&self, what: &str) -> std::path::PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("ferry-bench-{}-{what}.sqlite", self.names.suffix));
+        if let Ok(mut files) = self.files.lock() {
+            for end in ["", "-wal", "-shm"] {
+                let mut name = path.clone().into_os_string();
+                name.push(end);
+                files.push(name.into());
+            }
+        }
+        path
     }
 
     /// A ferry consumer of `queue` as every scenario runs one: prefetch [`PREFETCH`],
@@ -485,6 +514,19 @@ impl Harness {
         self.bus.close().await;
         if let Some(db) = self.db.take() {
             db.drop_database().await;
+        }
+        let files = self
+            .files
+            .lock()
+            .map(|mut f| std::mem::take(&mut *f))
+            .unwrap_or_default();
+        for file in files {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    eprintln!("bench: could not remove {}: {e}", file.display());
+                }
+                _ => {}
+            }
         }
     }
 }

@@ -17,13 +17,16 @@ mod end_to_end;
 mod error;
 mod event;
 mod harness;
+mod load_curve;
 mod mediator;
+mod plot;
 mod probes;
 mod publish;
 mod relay;
 mod relay_latency;
 mod report;
 mod soak;
+mod sqlite;
 pub mod stats;
 
 use ferry::{ContentMode, RelayOptions};
@@ -76,9 +79,21 @@ pub enum ScenarioName {
     /// Mediator `send` against a direct call.
     #[value(name = "mediator")]
     Mediator,
+    /// The outbox relay on a SQLite file against raw sqlx and raw lapin on the same kind of
+    /// file (not in the default set).
+    #[value(name = "relay_sqlite")]
+    RelaySqlite,
+    /// ferry's consumer with the SQLite inbox against raw lapin with a raw sqlx insert per
+    /// message (not in the default set).
+    #[value(name = "consume_inbox_sqlite")]
+    ConsumeInboxSqlite,
+    /// End-to-end latency at rising paces, against raw lapin's (not in the default set).
+    #[value(name = "load_curve")]
+    LoadCurve,
 }
 
 impl ScenarioName {
+    /// The default set (the others run only when named).
     const ALL: [ScenarioName; 8] = [
         ScenarioName::Publish,
         ScenarioName::PublishStructured,
@@ -97,6 +112,7 @@ impl ScenarioName {
                 | ScenarioName::RelayStructured
                 | ScenarioName::ConsumeInbox
                 | ScenarioName::EndToEnd
+                | ScenarioName::LoadCurve
         )
     }
 }
@@ -127,6 +143,8 @@ pub struct Options {
     pub relay_batches_in_flight: Option<u16>,
     /// The type of every queue of the run, ferry's and the baselines' (classic by default).
     pub queue_type: ferry::QueueType,
+    /// Where to draw the load curve as a PNG (with the `load_curve` scenario only).
+    pub plot: Option<std::path::PathBuf>,
 }
 
 /// A scenario's name in the report and what each of its sides does, in words.
@@ -229,6 +247,7 @@ struct Plan {
     concurrency: usize,
     relay: RelayOptions,
     scenarios: Vec<ScenarioName>,
+    plot: Option<std::path::PathBuf>,
 }
 
 impl Plan {
@@ -314,6 +333,27 @@ impl Plan {
                     let scenario = mediator::MediatorBench::prepare(MEDIATOR_ITERATIONS)?;
                     measure(harness, scenario, rounds).await
                 }
+                ScenarioName::RelaySqlite => {
+                    let scenario = sqlite::RelaySqlite::prepare(harness, n, self.relay).await?;
+                    measure(harness, scenario, rounds).await
+                }
+                ScenarioName::ConsumeInboxSqlite => {
+                    let scenario = sqlite::ConsumeInboxSqlite::prepare(harness, n, c).await?;
+                    measure(harness, scenario, rounds).await
+                }
+                ScenarioName::LoadCurve => {
+                    let scenario = end_to_end::EndToEnd::prepare(harness, 1, c, self.relay).await?;
+                    let result = load_curve::run(harness, &scenario, n, rounds).await?;
+                    if let (Some(path), Some(points)) = (&self.plot, &result.load_curve) {
+                        load_curve::plot(points, path)?;
+                        eprintln!(
+                            "bench: [{:>6.1} s] load curve drawn in {}",
+                            harness.elapsed_s(),
+                            path.display()
+                        );
+                    }
+                    Ok(result)
+                }
             }?;
             results.push(result);
         }
@@ -372,6 +412,11 @@ pub async fn run(options: Options) -> Result<Outcome, BenchError> {
     };
     scenarios.sort_unstable();
     scenarios.dedup();
+    if options.plot.is_some() && !scenarios.contains(&ScenarioName::LoadCurve) {
+        return Err(BenchError::Usage(
+            "--plot draws the load curve: add --scenario load_curve".into(),
+        ));
+    }
     let plan = Plan {
         messages: options.messages.unwrap_or(if options.soak {
             DEFAULT_SOAK_MESSAGES
@@ -390,6 +435,7 @@ pub async fn run(options: Options) -> Result<Outcome, BenchError> {
             ..RelayOptions::default()
         },
         scenarios,
+        plot: options.plot.clone(),
     };
     let needs_database = !options.soak && plan.scenarios.iter().any(|s| s.needs_database());
     let database = if needs_database {

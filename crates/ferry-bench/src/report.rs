@@ -115,7 +115,8 @@ pub struct Settings {
 /// One scenario's result.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScenarioResult {
-    /// `publish`, `relay`, `consume`, `consume_inbox`, `end_to_end` or `mediator`.
+    /// `publish`, `relay`, `consume`, `consume_inbox`, `end_to_end`, `mediator`,
+    /// `relay_sqlite`, `consume_inbox_sqlite` or `load_curve`.
     pub name: &'static str,
     /// ferry's median rate.
     pub ferry_per_s: f64,
@@ -161,6 +162,23 @@ pub struct ScenarioResult {
     /// Where ferry's time went, in its median round.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ferry_breakdown: Option<Breakdown>,
+    /// PostgreSQL's own rate of one-row insert transactions (`BEGIN`, one `INSERT`, `COMMIT`)
+    /// on as many connections as the inbox consumer used, from a pool of the same size, on the
+    /// same database (`consume_inbox`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_commit_per_s: Option<f64>,
+    /// `ferry_per_s / pg_commit_per_s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratio_to_pg_commit: Option<f64>,
+    /// The connections those transactions ran on (the inbox consumer's, in its median round).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_commit_connections: Option<u32>,
+    /// PostgreSQL's rate in each round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pg_commit_rounds_per_s: Option<Vec<f64>>,
+    /// The latency of each side at each pace (`load_curve`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_curve: Option<Vec<crate::load_curve::LoadPoint>>,
 }
 
 /// The Mediator's cost per call.
@@ -190,6 +208,8 @@ impl ScenarioResult {
             "consume" => ("ratio >= 0.90", Some(ratio >= 0.90)),
             "end_to_end" => ("p99 <= 10 ms at 1,000 events/s", None),
             "mediator" => ("overhead <= 100 ns", None),
+            "consume_inbox" => (">= 0.80 of PostgreSQL's commits/s", None),
+            "load_curve" => ("highest pace with p99 <= 50 ms", None),
             _ => ("report", None),
         };
         Self {
@@ -211,7 +231,28 @@ impl ScenarioResult {
             ratio_same_wire: None,
             same_wire_rounds_per_s: None,
             ferry_breakdown: median_round(ferry_rounds_m).and_then(|m| m.breakdown.clone()),
+            pg_commit_per_s: None,
+            ratio_to_pg_commit: None,
+            pg_commit_connections: None,
+            pg_commit_rounds_per_s: None,
+            load_curve: None,
         }
+    }
+
+    /// Adds PostgreSQL's own commit rate on `connections` connections; the aim is on the
+    /// ratio to it.
+    pub fn with_pg_commit(mut self, rounds: &[Measured], connections: u32) -> Self {
+        if rounds.is_empty() {
+            return self;
+        }
+        let (per_round, per_s) = rates(rounds);
+        let ratio = (per_s > 0.0).then(|| round_to(self.ferry_per_s / per_s, 3));
+        self.pg_commit_per_s = Some(per_s);
+        self.ratio_to_pg_commit = ratio;
+        self.pg_commit_connections = Some(connections);
+        self.pg_commit_rounds_per_s = Some(per_round);
+        self.aim_met = ratio.map(|r| r >= 0.80);
+        self
     }
 
     /// Adds the second baseline (raw lapin with ferry's wire messages).
@@ -318,7 +359,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<18} {:>14} {:>14} {:>7}  {:<32} met",
+            "{:<20} {:>14} {:>14} {:>7}  {:<36} met",
             "scenario", "ferry", "baseline", "ratio", "aim"
         );
         for s in &self.scenarios {
@@ -339,7 +380,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{:<18} {:>14} {:>14} {:>7.3}  {:<32} {}",
+                "{:<20} {:>14} {:>14} {:>7.3}  {:<36} {}",
                 s.name, ferry, baseline, s.ratio, s.aim, met
             );
         }
@@ -370,6 +411,45 @@ impl Report {
                     },
                     thousands(w)
                 );
+            }
+            if let (Some(pg), Some(r), Some(c)) = (
+                s.pg_commit_per_s,
+                s.ratio_to_pg_commit,
+                s.pg_commit_connections,
+            ) {
+                let _ = write!(
+                    out,
+                    "\n{}: PostgreSQL one-row insert transactions on {c} connection{} (same pool size, same database): {}/s, ratio {r:.3}",
+                    s.name,
+                    if c == 1 { "" } else { "s" },
+                    thousands(pg)
+                );
+            }
+            if let Some(points) = &s.load_curve {
+                let _ = write!(
+                    out,
+                    "\nload curve (latency ms, p50 / p99; ferry: outbox commit -> handler start, raw: publish -> delivery):\n  {:>9}  {:>24}  {:>24}",
+                    "pace/s", "ferry", "raw lapin"
+                );
+                let side = |p: &Option<crate::load_curve::SidePoint>| {
+                    p.map_or("-".to_owned(), |p| {
+                        format!(
+                            "{:.2} / {:.2}{}",
+                            p.p50_ms,
+                            p.p99_ms,
+                            if p.within_limit { "" } else { " (limit)" }
+                        )
+                    })
+                };
+                for p in points {
+                    let _ = write!(
+                        out,
+                        "\n  {:>9}  {:>24}  {:>24}",
+                        thousands(p.rate_per_s as f64),
+                        side(&p.ferry),
+                        side(&p.baseline)
+                    );
+                }
             }
             if let Some(b) = &s.ferry_breakdown {
                 let parts: Vec<String> = b.iter().map(|(k, v)| format!("{k} {v}")).collect();

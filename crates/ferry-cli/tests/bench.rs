@@ -130,6 +130,95 @@ fn a_short_run_reports_every_scenario_in_json() {
     assert_eq!(left, 0, "database {database} was left behind");
 }
 
+/// The scenarios outside the default set, and the inbox's PostgreSQL figure: each runs and
+/// yields numbers; the load curve is drawn as a PNG; the SQLite files are removed.
+#[test]
+fn the_other_scenarios_yield_numbers() {
+    let dir = std::env::temp_dir().join(format!("ferry-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("curve.png");
+    let output = ferry(&[
+        "bench",
+        "--messages",
+        "300",
+        "--rounds",
+        "1",
+        "--scenario",
+        "consume_inbox,relay_sqlite,consume_inbox_sqlite,load_curve",
+        "--plot",
+        png.to_str().unwrap(),
+        "--json",
+    ]);
+    let report = stdout_json(&output);
+    let scenarios = report["scenarios"].as_array().expect("scenarios");
+    let names: Vec<&str> = scenarios
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "consume_inbox",
+            "relay_sqlite",
+            "consume_inbox_sqlite",
+            "load_curve"
+        ]
+    );
+    for scenario in &scenarios[..3] {
+        positive(scenario, "ferry_per_s");
+        positive(scenario, "baseline_per_s");
+        positive(scenario, "ratio");
+    }
+    // The curve's best paces may be 0 on a busy machine (no pace within the limit).
+    for key in ["ferry_per_s", "baseline_per_s", "ratio"] {
+        assert!(
+            scenarios[3][key].as_f64().is_some_and(|x| x >= 0.0),
+            "{key}"
+        );
+    }
+
+    // The inbox beside PostgreSQL's own one-row commits on the connections it used.
+    let inbox = &scenarios[0];
+    positive(inbox, "pg_commit_per_s");
+    positive(inbox, "ratio_to_pg_commit");
+    assert!(positive(inbox, "pg_commit_connections") <= 24.0, "{inbox}");
+    assert_eq!(
+        inbox["pg_commit_rounds_per_s"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    // The SQLite relay's breakdown comes from ferry's relay.
+    positive(&scenarios[1]["ferry_breakdown"], "batches");
+
+    // The curve: rising paces, each side's latency until it passes its limit.
+    let curve = scenarios[3]["load_curve"].as_array().expect("load_curve");
+    assert!(!curve.is_empty());
+    assert_eq!(curve[0]["rate_per_s"], 250, "{curve:?}");
+    for pair in curve.windows(2) {
+        assert!(pair[0]["rate_per_s"].as_u64() < pair[1]["rate_per_s"].as_u64());
+    }
+    for side in ["ferry", "baseline"] {
+        let first = &curve[0][side];
+        positive(first, "per_s");
+        assert!(
+            positive(first, "p50_ms") <= positive(first, "p99_ms"),
+            "{first}"
+        );
+    }
+    let png = std::fs::read(&png).expect("the plot was written");
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+    std::fs::remove_dir_all(&dir).ok();
+
+    // The SQLite files are gone.
+    let prefix = format!("ferry-bench-{}-", suffix(&output));
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 #[test]
 fn the_table_goes_to_stdout_and_progress_to_stderr() {
     let output = ferry(&[
@@ -179,6 +268,8 @@ fn bad_usage_is_exit_2_with_one_line() {
         &["bench", "--scenario", "nope"],
         &["bench", "--soak", "--scenario", "publish"],
         &["bench", "--database-url", "sqlite:bench.db"],
+        &["bench", "--plot", "curve.png"],
+        &["bench", "--scenario", "publish", "--plot", "curve.png"],
     ] {
         let output = ferry(args);
         assert_eq!(output.status.code(), Some(2), "{args:?}");

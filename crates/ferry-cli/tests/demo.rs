@@ -205,12 +205,52 @@ fn bad_input_exits_2_with_one_line() {
         &["demo", "--events", "0"][..],
         &["demo", "--transport", "carrier-pigeon"][..],
         &["demo", "--database-url", "mysql://x/y"][..],
+        &["demo", "--rate", "0"][..],
+        &["demo", "--rate", "-5"][..],
+        &["demo", "--rate", "fast"][..],
+        &["demo", "--rate", "inf"][..],
     ] {
         let out = ferry(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
     }
+}
+
+/// `--rate` paces the orders: 10 orders at 4 a second take at least (10 - 1) / 4 s (a burst of
+/// 10 on the in-memory bus takes a fraction of that), and the summary says the pace and the
+/// queueing apart from the latency.
+#[test]
+fn rate_paces_the_orders() {
+    let (url, dir) = sqlite_url("ferry-demo-rate");
+    let started = Instant::now();
+    let out = ferry(&[
+        "demo",
+        "--transport",
+        "memory",
+        "--events",
+        "10",
+        "--rate",
+        "4",
+        "--json",
+        "--database-url",
+        &url,
+    ]);
+    let wall = started.elapsed();
+    let s = summary(&out);
+    assert_eq!(n(&s, "orders_confirmed"), 10, "{s}");
+    assert_eq!(s["rate_per_s"].as_f64(), Some(4.0), "{s}");
+    let elapsed = s["elapsed_s"].as_f64().unwrap();
+    assert!(
+        elapsed >= 9.0 / 4.0,
+        "10 orders at 4/s took {elapsed} s: {s}"
+    );
+    assert!(wall >= Duration::from_secs_f64(9.0 / 4.0), "{wall:?}");
+    for key in ["p50", "p95", "p99", "max"] {
+        assert!(s["queueing_ms"][key].as_f64().unwrap() > 0.0, "{s}");
+        assert!(s["latency_ms"][key].as_f64().unwrap() > 0.0, "{s}");
+    }
+    std::fs::remove_dir_all(dir).ok();
 }
 
 fn scrape(addr: std::net::SocketAddr) -> Option<String> {

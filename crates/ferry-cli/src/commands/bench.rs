@@ -22,7 +22,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Run only these scenarios (comma-separated): publish, relay, consume, consume_inbox,
-    /// end_to_end, mediator.
+    /// end_to_end, mediator (the default set); relay_sqlite, consume_inbox_sqlite, load_curve.
     #[arg(
         long = "scenario",
         value_enum,
@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// publisher gets as many confirm channels.
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub relay_batches_in_flight: Option<u16>,
+    /// Draw the load curve as a PNG at FILE (with --scenario load_curve).
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<std::path::PathBuf>,
     /// The type of the queues, ferry's and the baselines': classic or quorum.
     #[arg(long, value_enum, default_value_t = QueueTypeArg::Classic)]
     pub queue_type: QueueTypeArg,
@@ -80,6 +83,7 @@ pub async fn run(global: &Global, args: BenchArgs) -> CliResult {
         relay_batch_size: args.relay_batch_size,
         relay_batches_in_flight: args.relay_batches_in_flight,
         queue_type: args.queue_type.into(),
+        plot: args.plot,
     })
     .await?;
     let text = outcome.render(args.json)?;

@@ -45,6 +45,7 @@ async fn the_summary_agrees_with_what_the_harness_saw() -> anyhow::Result<()> {
         retry_delay: Duration::from_millis(5),
         timeout: Duration::from_secs(60),
         concurrency: 4,
+        rate_per_s: None,
         progress: ProgressView::Lines,
     };
 

@@ -79,6 +79,9 @@ pub struct DemoArgs {
     /// running the demo or connecting to anything.
     #[arg(long)]
     pub print_asyncapi: bool,
+    /// Create orders at this steady pace, orders a second (default: all at once, a burst).
+    #[arg(long, value_name = "N", value_parser = orders_per_second)]
+    pub rate: Option<f64>,
     /// Serve the metrics in Prometheus format at http://ADDR/metrics while the demo runs.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -90,6 +93,17 @@ fn rate(s: &str) -> Result<f64, String> {
         Ok(value)
     } else {
         Err(format!("`{s}` is not between 0 and 1"))
+    }
+}
+
+fn orders_per_second(s: &str) -> Result<f64, String> {
+    let value: f64 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if value.is_finite() && value > 0.0 && value <= 1_000_000.0 {
+        Ok(value)
+    } else {
+        Err(format!(
+            "`{s}` is not an order rate: more than 0 and at most 1000000 a second"
+        ))
     }
 }
 
@@ -122,6 +136,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
         retry_delay: Duration::from_millis(args.retry_delay_ms),
         timeout: Duration::from_secs(args.timeout_s),
         concurrency: 8,
+        rate_per_s: args.rate,
         progress: progress::ProgressView::detect(),
     };
     let url = global

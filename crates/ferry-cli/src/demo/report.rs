@@ -30,8 +30,16 @@ pub struct Summary {
     pub elapsed_s: f64,
     /// Orders settled a second.
     pub throughput_per_s: f64,
-    /// Order committed to order confirmed.
+    /// Order committed to order confirmed: the service time of the relay, the broker and the
+    /// two consumers (plus their queues when orders come faster than they are served).
     pub latency_ms: Latency,
+    /// The steady pace orders were created at (`--rate`); absent for a burst.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_per_s: Option<f64>,
+    /// Order due (on the `--rate` schedule, or at the start for a burst) to order committed:
+    /// its queueing at the producer, waiting for one of the creation slots, plus its own
+    /// transaction.
+    pub queueing_ms: Latency,
 }
 
 /// Rounds to three decimals.
@@ -52,7 +60,9 @@ impl Summary {
              duplicates skipped  {}\n\
              lost                {}\n\
              elapsed             {:.2} s ({:.0} orders/s)\n\
-             latency (ms)        p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}",
+             pace                {}\n\
+             queueing (ms)       p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}  (order due -> committed)\n\
+             latency (ms)        p50 {:.1}  p95 {:.1}  p99 {:.1}  max {:.1}  (committed -> confirmed)",
             self.orders_created,
             self.events_published,
             self.reservations,
@@ -63,6 +73,14 @@ impl Summary {
             self.lost,
             self.elapsed_s,
             self.throughput_per_s,
+            self.rate_per_s
+                .map_or("a burst (every order due at the start)".to_owned(), |r| {
+                    format!("{r} orders/s, steady")
+                }),
+            self.queueing_ms.p50,
+            self.queueing_ms.p95,
+            self.queueing_ms.p99,
+            self.queueing_ms.max,
             self.latency_ms.p50,
             self.latency_ms.p95,
             self.latency_ms.p99,

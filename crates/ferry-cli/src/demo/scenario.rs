@@ -1,6 +1,9 @@
 //! The seed's scenario, generic over the transport and the database.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use ferry::{
@@ -9,7 +12,7 @@ use ferry::{
     host::{Host, HostError, Stopped, shutdown_signal},
     plumbing::{ConsumerBuilder, ConsumerHost, DeadLetterConsumerBuilder},
 };
-use futures::StreamExt;
+use tokio::{sync::Semaphore, task::JoinSet};
 
 use super::{
     db::{DEAD_LETTER_QUEUE, DemoDb, INVENTORY_QUEUE, ORDERS_QUEUE, Progress},
@@ -51,6 +54,9 @@ pub struct Config {
     pub timeout: Duration,
     /// Orders created at once.
     pub concurrency: usize,
+    /// Orders a second, each due at its time on a steady schedule (`None`: all due at the
+    /// start, a burst).
+    pub rate_per_s: Option<f64>,
     /// Show a progress bar (a terminal) or plain lines.
     pub progress: ProgressView,
 }
@@ -124,24 +130,46 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
     let deadline = started + config.timeout;
     let view = config.progress.start(config.events);
 
-    // The orders context creates the orders through the Mediator.
+    // The orders context creates the orders through the Mediator, each when due: on a steady
+    // schedule at `--rate`, else all at the start (a burst); at most `concurrency` at once.
+    // Each order's wait from when it was due to its commit is noted: its queueing at the
+    // producer.
     let mediator = orders::mediator(db.clone())?;
+    let queueing = Arc::new(Mutex::new(Vec::new()));
     let creator = {
-        let events = config.events;
-        let concurrency = config.concurrency.max(1);
+        let (events, rate) = (config.events, config.rate_per_s);
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let queueing = Arc::clone(&queueing);
         tokio::spawn(async move {
-            let mut results = futures::stream::iter(1..=events)
-                .map(|n| {
-                    let mediator = mediator.clone();
-                    async move { orders::create(&mediator, n).await }
-                })
-                .buffer_unordered(concurrency);
-            while let Some(result) = results.next().await {
-                if let Err(e) = result {
-                    return Some(e);
+            let mut creating = JoinSet::new();
+            let mut failure = None;
+            for n in 1..=events {
+                let due = schedule(started, n, rate);
+                tokio::time::sleep_until(due.into()).await;
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                    break;
+                };
+                let (mediator, queueing) = (mediator.clone(), Arc::clone(&queueing));
+                creating.spawn(async move {
+                    let created = orders::create(&mediator, n).await;
+                    let waited = due.elapsed().as_secs_f64() * 1000.0;
+                    drop(slot);
+                    if let Ok(mut q) = queueing.lock() {
+                        q.push(waited);
+                    }
+                    created
+                });
+                while let Some(done) = creating.try_join_next() {
+                    failure = failure.or(creation_failure(done));
+                }
+                if failure.is_some() {
+                    break;
                 }
             }
-            None
+            while let Some(done) = creating.join_next().await {
+                failure = failure.or(creation_failure(done));
+            }
+            failure
         })
     };
 
@@ -229,6 +257,8 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
                 / elapsed_s.max(1e-9),
         ),
         latency_ms: Latency::from_millis(totals.latencies_ms),
+        rate_per_s: config.rate_per_s,
+        queueing_ms: Latency::from_millis(queueing.lock().map(|q| q.clone()).unwrap_or_default()),
     };
     Ok(if interrupted {
         Outcome::Interrupted(summary)
@@ -237,6 +267,28 @@ pub async fn run<D: DemoDb, T: DemoTransport>(
     } else {
         Outcome::Finished(summary)
     })
+}
+
+/// When order `n` (from 1) is due: at `started` plus `(n - 1) / rate`, or at `started` for a
+/// burst.
+fn schedule(started: Instant, n: u64, rate_per_s: Option<f64>) -> Instant {
+    match rate_per_s {
+        Some(rate) if rate > 0.0 => {
+            started + Duration::from_secs_f64(n.saturating_sub(1) as f64 / rate)
+        }
+        _ => started,
+    }
+}
+
+/// The error of a finished order creation, if it failed.
+fn creation_failure(
+    done: Result<anyhow::Result<String>, tokio::task::JoinError>,
+) -> Option<anyhow::Error> {
+    match done {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e),
+        Err(e) => Some(anyhow::Error::from(e)),
+    }
 }
 
 /// How long the consumers and the relay may take to stop; work still in flight then is left
