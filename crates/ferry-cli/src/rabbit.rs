@@ -34,9 +34,9 @@ async fn connect_with(global: &Global, options: RabbitMqOptions) -> Result<Rabbi
 
 /// The queue type of `ferry demo`: `--queue-type`, else quorum when `--amqp-url` names several
 /// nodes (a cluster, where a classic queue lives on one node only), else classic.
-pub fn demo_queue_type(global: &Global, asked: Option<QueueType>) -> QueueType {
+pub fn demo_queue_type(amqp_url: &str, asked: Option<QueueType>) -> QueueType {
     asked.unwrap_or_else(|| {
-        if RabbitMqOptions::new(global.amqp_url.clone()).nodes().len() > 1 {
+        if RabbitMqOptions::new(amqp_url).nodes().len() > 1 {
             QueueType::Quorum
         } else {
             QueueType::Classic
@@ -74,5 +74,26 @@ impl DemoTransport for RabbitMq {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_is_quorum_by_default_on_several_nodes_only() {
+        let one = "amqp://guest:guest@localhost:5672/%2f";
+        let three = "amqp://a:5672/%2f, amqp://b:5672/%2f,amqp://c:5672/%2f";
+        assert_eq!(demo_queue_type(one, None), QueueType::Classic);
+        assert_eq!(demo_queue_type(three, None), QueueType::Quorum);
+        assert_eq!(
+            demo_queue_type(three, Some(QueueType::Classic)),
+            QueueType::Classic
+        );
+        assert_eq!(
+            demo_queue_type(one, Some(QueueType::Quorum)),
+            QueueType::Quorum
+        );
     }
 }

@@ -204,6 +204,7 @@ fn bad_input_exits_2_with_one_line() {
         &["demo", "--fail-rate", "2"][..],
         &["demo", "--events", "0"][..],
         &["demo", "--transport", "carrier-pigeon"][..],
+        &["demo", "--queue-type", "mirrored"][..],
         &["demo", "--database-url", "mysql://x/y"][..],
         &["demo", "--rate", "0"][..],
         &["demo", "--rate", "-5"][..],
@@ -730,4 +731,75 @@ fn ctrl_c_stops_the_run_cleanly_with_its_summary_so_far() {
     assert_eq!(n(&s, "orders_created"), orders, "{s}");
     assert_eq!(n(&s, "orders_confirmed"), confirmed, "{s}");
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// The type of an existing queue: the one a plain declare with that `x-queue-type` accepts.
+async fn queue_type_of(queue: &str) -> &'static str {
+    use lapin::{
+        Connection, ConnectionProperties,
+        options::QueueDeclareOptions,
+        types::{AMQPValue, FieldTable, LongString},
+    };
+    let conn = Connection::connect(&common::amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let mut found = "neither";
+    for kind in ["classic", "quorum"] {
+        let channel = conn.create_channel().await.unwrap();
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString(LongString::from(kind)),
+        );
+        let options = QueueDeclareOptions {
+            passive: false,
+            durable: true,
+            ..QueueDeclareOptions::default()
+        };
+        let result = channel.queue_declare(queue.into(), options, args).await;
+        match result {
+            // The queue exists (the demo made it): an accepted declare changes nothing.
+            Ok(_) => found = kind,
+            Err(e) => assert!(e.to_string().contains("inequivalent arg"), "{e}"),
+        }
+        if channel.status().connected() {
+            let _ = channel.close(200, "checked".into()).await;
+        }
+    }
+    let _ = conn.close(200, "done".into()).await;
+    found
+}
+
+#[test]
+fn a_run_may_change_the_type_of_the_demo_queues() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Quorum first, then back to classic: the queues stay as the demo's default has them.
+    for queue_type in ["quorum", "classic"] {
+        let (url, dir) = sqlite_url("ferry-demo-queue-type");
+        let out = ferry(&[
+            "demo",
+            "--events",
+            "100",
+            "--fail-rate",
+            "0.2",
+            "--queue-type",
+            queue_type,
+            "--json",
+            "--database-url",
+            &url,
+        ]);
+        let s = summary(&out);
+        assert_eq!(n(&s, "orders_confirmed"), 100, "{queue_type}: {s}");
+        assert!(n(&s, "retries") > 0, "{queue_type}: {s}");
+        assert_eq!(n(&s, "lost"), 0, "{queue_type}: {s}");
+        for queue in [
+            "inventory.order-created",
+            "orders.stock-reserved",
+            "myapp.dlq",
+        ] {
+            assert_eq!(rt.block_on(queue_type_of(queue)), queue_type, "{queue}");
+        }
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

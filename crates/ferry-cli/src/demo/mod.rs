@@ -152,7 +152,7 @@ pub async fn run(global: &Global, args: DemoArgs) -> CliResult {
         }
         Transport::Rabbitmq => {
             let queue_type =
-                crate::rabbit::demo_queue_type(global, args.queue_type.map(Into::into));
+                crate::rabbit::demo_queue_type(&global.amqp_url, args.queue_type.map(Into::into));
             let bus = crate::rabbit::connect_for_demo(global, queue_type).await?;
             let outcome = with_database(&url, database, bus.clone(), config).await;
             bus.close().await;
