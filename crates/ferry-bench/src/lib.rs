@@ -26,7 +26,7 @@ mod report;
 mod soak;
 pub mod stats;
 
-use ferry::RelayOptions;
+use ferry::{ContentMode, RelayOptions};
 
 pub use error::BenchError;
 
@@ -55,9 +55,15 @@ pub enum ScenarioName {
     /// ferry's publisher against raw lapin.
     #[value(name = "publish")]
     Publish,
+    /// ferry's publisher in structured content mode against raw lapin.
+    #[value(name = "publish_structured")]
+    PublishStructured,
     /// The outbox relay against raw lapin.
     #[value(name = "relay")]
     Relay,
+    /// The outbox relay publishing in structured content mode against raw lapin.
+    #[value(name = "relay_structured")]
+    RelayStructured,
     /// ferry's consumer against raw lapin.
     #[value(name = "consume")]
     Consume,
@@ -73,9 +79,11 @@ pub enum ScenarioName {
 }
 
 impl ScenarioName {
-    const ALL: [ScenarioName; 6] = [
+    const ALL: [ScenarioName; 8] = [
         ScenarioName::Publish,
+        ScenarioName::PublishStructured,
         ScenarioName::Relay,
+        ScenarioName::RelayStructured,
         ScenarioName::Consume,
         ScenarioName::ConsumeInbox,
         ScenarioName::EndToEnd,
@@ -85,7 +93,10 @@ impl ScenarioName {
     fn needs_database(self) -> bool {
         matches!(
             self,
-            ScenarioName::Relay | ScenarioName::ConsumeInbox | ScenarioName::EndToEnd
+            ScenarioName::Relay
+                | ScenarioName::RelayStructured
+                | ScenarioName::ConsumeInbox
+                | ScenarioName::EndToEnd
         )
     }
 }
@@ -261,16 +272,19 @@ impl Plan {
             );
             let (n, rounds, c) = (self.messages, self.rounds, self.concurrency);
             let result = match name {
-                ScenarioName::Publish => {
-                    measure(
-                        harness,
-                        publish::Publish::prepare(harness, n).await?,
-                        rounds,
-                    )
-                    .await
+                ScenarioName::Publish | ScenarioName::PublishStructured => {
+                    let mode = content_mode(*name == ScenarioName::PublishStructured);
+                    let scenario = publish::Publish::prepare(harness, n, mode).await?;
+                    measure(harness, scenario, rounds).await
+                }
+                ScenarioName::RelayStructured => {
+                    let mode = ContentMode::Structured;
+                    let scenario = relay::Relay::prepare(harness, n, self.relay, mode).await?;
+                    measure(harness, scenario, rounds).await
                 }
                 ScenarioName::Relay => {
-                    let scenario = relay::Relay::prepare(harness, n, self.relay).await?;
+                    let mode = ContentMode::Binary;
+                    let scenario = relay::Relay::prepare(harness, n, self.relay, mode).await?;
                     let drained = measure(harness, scenario, rounds).await?;
                     eprintln!(
                         "bench: [{:>6.1} s] relay latency at {}/s: preparing",
@@ -304,6 +318,14 @@ impl Plan {
             results.push(result);
         }
         Ok((results, commit_to_confirm))
+    }
+}
+
+fn content_mode(structured: bool) -> ContentMode {
+    if structured {
+        ContentMode::Structured
+    } else {
+        ContentMode::Binary
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use ferry::{Publisher, plumbing::OutgoingMessage};
+use ferry::{ContentMode, InContentMode, Publisher, plumbing::OutgoingMessage};
 use futures::{StreamExt, TryStreamExt, stream};
 
 use super::{
@@ -31,16 +31,28 @@ const ROUTING_KEY: &str = "bench.publish";
 /// [`WINDOW`] publishes are unconfirmed, as with the baseline.
 const BATCH: usize = 500;
 
-/// The `publish` scenario.
+/// The `publish` scenario, in binary content mode (`publish`) or structured
+/// (`publish_structured`).
 pub struct Publish {
     payload: Payload,
+    mode: ContentMode,
 }
 
 impl Publish {
-    /// Declares the queue the messages land on and prepares `messages` events.
-    pub async fn prepare(harness: &Harness, messages: u64) -> Result<Self, BenchError> {
+    /// Declares the queue the messages land on and prepares `messages` events, to be published
+    /// in `mode`.
+    pub async fn prepare(
+        harness: &Harness,
+        messages: u64,
+        mode: ContentMode,
+    ) -> Result<Self, BenchError> {
+        let scenario = match mode {
+            ContentMode::Binary => "publish",
+            ContentMode::Structured => "publish-structured",
+        };
         Ok(Self {
-            payload: Payload::prepare(harness, "publish", ROUTING_KEY, messages).await?,
+            payload: Payload::prepare(harness, scenario, ROUTING_KEY, messages).await?,
+            mode,
         })
     }
 }
@@ -103,14 +115,23 @@ impl Payload {
         Ok(published)
     }
 
-    /// The second baseline: ferry's exact wire messages published with raw lapin (encoded
-    /// before the clock starts; the lapin properties and header tables are built inside the
-    /// timed part, as a raw publisher setting those headers would), then settled.
-    pub async fn raw_wire(&self, harness: &Harness) -> Result<Measured, BenchError> {
+    /// The second baseline: ferry's exact wire messages in `mode` published with raw lapin
+    /// (encoded before the clock starts; the lapin properties and header tables are built
+    /// inside the timed part, as a raw publisher setting those headers would), then settled.
+    pub async fn raw_wire(
+        &self,
+        harness: &Harness,
+        mode: ContentMode,
+    ) -> Result<Measured, BenchError> {
         let encoded = self
             .events
             .iter()
-            .map(|e| e.message(self.routing_key))
+            .map(|e| {
+                e.message(self.routing_key).map(|mut m| {
+                    m.message = mode.apply(m.message);
+                    m
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let key = short(self.routing_key)?;
         let published = publish_raw(harness, || {
@@ -145,13 +166,23 @@ const ABOUT: About = About {
     baseline: "raw lapin: sliding window of 1,000 unconfirmed publishes on one channel",
 };
 
+const ABOUT_STRUCTURED: About = About {
+    name: "publish_structured",
+    ferry: "ferry publisher in structured content mode (application/cloudevents+json, no ce- headers): encode + publish_messages in batches of 500, two at once",
+    baseline: "raw lapin: sliding window of 1,000 unconfirmed publishes on one channel",
+};
+
 impl Scenario for Publish {
     fn about(&self) -> &'static About {
-        &ABOUT
+        match self.mode {
+            ContentMode::Binary => &ABOUT,
+            ContentMode::Structured => &ABOUT_STRUCTURED,
+        }
     }
 
     async fn ferry(&mut self, harness: &Harness) -> Result<Measured, BenchError> {
         let events = &self.payload.events;
+        let publisher = &InContentMode::new(&harness.bus, self.mode);
         let started = Instant::now();
         stream::iter(events.chunks(BATCH))
             .map(|chunk| async move {
@@ -159,7 +190,7 @@ impl Scenario for Publish {
                     .iter()
                     .map(|e| e.message(ROUTING_KEY))
                     .collect::<Result<Vec<OutgoingMessage>, _>>()?;
-                let results = harness.bus.publish_messages(batch).await;
+                let results = publisher.publish_messages(batch).await;
                 match results.into_iter().find(Result::is_err) {
                     Some(Err(e)) => Err(BenchError::Runtime(format!("ferry publish failed: {e}"))),
                     _ => Ok(()),
@@ -178,7 +209,7 @@ impl Scenario for Publish {
     }
 
     async fn same_wire(&mut self, harness: &Harness) -> Option<Result<Measured, BenchError>> {
-        Some(self.payload.raw_wire(harness).await)
+        Some(self.payload.raw_wire(harness, self.mode).await)
     }
 }
 

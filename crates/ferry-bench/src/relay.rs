@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use ferry::{
-    OutboxRelay, PublishOptions, RelayOptions,
+    ContentMode, InContentMode, OutboxRelay, PublishOptions, RelayOptions,
     postgres::{PgOutbox, sqlx::PgPool},
 };
 use futures::{StreamExt, TryStreamExt, stream};
@@ -35,23 +35,31 @@ const ROUTING_KEY: &str = "bench.relay";
 /// Rows per transaction when filling the outbox.
 const FILL_TRANSACTION: u64 = 500;
 
-/// The `relay` scenario.
+/// The `relay` scenario, publishing in binary content mode (`relay`) or structured
+/// (`relay_structured`).
 pub struct Relay {
     payload: Payload,
     options: RelayOptions,
+    mode: ContentMode,
 }
 
 impl Relay {
-    /// Declares the queue the relay publishes to.
+    /// Declares the queue the relay publishes to (in `mode`).
     pub async fn prepare(
         harness: &Harness,
         messages: u64,
         options: RelayOptions,
+        mode: ContentMode,
     ) -> Result<Self, BenchError> {
         harness.database()?;
+        let scenario = match mode {
+            ContentMode::Binary => "relay",
+            ContentMode::Structured => "relay-structured",
+        };
         Ok(Self {
-            payload: Payload::prepare(harness, "relay", ROUTING_KEY, messages).await?,
+            payload: Payload::prepare(harness, scenario, ROUTING_KEY, messages).await?,
             options,
+            mode,
         })
     }
 
@@ -66,9 +74,18 @@ const ABOUT: About = About {
     baseline: "raw lapin: the same N bodies, sliding window of 1,000",
 };
 
+const ABOUT_STRUCTURED: About = About {
+    name: "relay_structured",
+    ferry: "OutboxRelay::drain of N pending PostgreSQL rows, confirmed, publishing in structured content mode",
+    baseline: "raw lapin: the same N bodies, sliding window of 1,000",
+};
+
 impl Scenario for Relay {
     fn about(&self) -> &'static About {
-        &ABOUT
+        match self.mode {
+            ContentMode::Binary => &ABOUT,
+            ContentMode::Structured => &ABOUT_STRUCTURED,
+        }
     }
 
     async fn ferry(&mut self, harness: &Harness) -> Result<Measured, BenchError> {
@@ -78,7 +95,7 @@ impl Scenario for Relay {
         let probe = RelayProbe::new();
         let relay = OutboxRelay::new(
             TimedStore::new(outbox, &probe),
-            TimedPublisher::new(harness.bus.clone(), &probe),
+            TimedPublisher::new(InContentMode::new(harness.bus.clone(), self.mode), &probe),
         )
         .with_options(self.options);
         let started = Instant::now();
@@ -106,7 +123,7 @@ impl Scenario for Relay {
     }
 
     async fn same_wire(&mut self, harness: &Harness) -> Option<Result<Measured, BenchError>> {
-        Some(self.payload.raw_wire(harness).await)
+        Some(self.payload.raw_wire(harness, self.mode).await)
     }
 }
 

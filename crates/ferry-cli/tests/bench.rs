@@ -70,7 +70,9 @@ fn a_short_run_reports_every_scenario_in_json() {
         names,
         [
             "publish",
+            "publish_structured",
             "relay",
+            "relay_structured",
             "consume",
             "consume_inbox",
             "end_to_end",

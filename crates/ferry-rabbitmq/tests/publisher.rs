@@ -9,7 +9,9 @@ use bytes::Bytes;
 use common::{Env, OrderCreated, order};
 use ferry_core::{
     BindingPattern, HeaderValue, Headers, OutgoingMessage, Properties, PublishError,
-    PublishOptions, Publisher, WireMessage, codec,
+    PublishOptions, Publisher, PublisherExt, WireMessage,
+    codec::{self, ContentMode},
+    publisher::InContentMode,
 };
 use ferry_rabbitmq::{RabbitMq, Subscription};
 use ferry_testkit::{ProxyMode, TcpProxy};
@@ -79,6 +81,60 @@ async fn every_envelope_field_survives_the_round_trip() {
     let back: OrderCreated = codec::decode_event(&decoded).unwrap();
     assert_eq!(back, event);
     sub.close().await;
+}
+
+#[tokio::test]
+async fn structured_mode_carries_the_same_event_without_header_tables() {
+    let env = Env::with_options("pub-structured", |o| o.with_source("orders-service")).await;
+    let mut sub = env.bus.subscribe(&["orders.#"]).await.unwrap();
+    let structured = InContentMode::new(&env.bus, ContentMode::Structured);
+
+    let mut headers = BTreeMap::new();
+    headers.insert("tenant".to_owned(), "acme".to_owned());
+    let options = PublishOptions {
+        correlation_id: Some("corr-9".into()),
+        headers,
+        ..PublishOptions::default()
+    };
+    let event = order(9);
+    let id = structured.publish_with(&event, options).await.unwrap();
+
+    let got = next(&mut sub).await;
+    let m = &got.message;
+    assert_eq!(
+        m.properties.content_type.as_deref(),
+        Some("application/cloudevents+json")
+    );
+    assert_eq!(m.properties.message_id.as_deref(), Some(id.as_str()));
+    assert!(
+        m.headers.keys().all(|h| !h.starts_with("ce-")),
+        "no CloudEvents headers in structured mode: {:?}",
+        m.headers
+    );
+    let body: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+    assert_eq!(body["id"], id.as_str());
+    assert_eq!(body["tenant"], "acme");
+    let decoded = codec::decode(m).expect("ferry reads structured mode");
+    assert_eq!(decoded.envelope.id, id);
+    assert_eq!(decoded.envelope.source, "orders-service");
+    assert_eq!(decoded.envelope.correlation_id.as_deref(), Some("corr-9"));
+    let back: OrderCreated = codec::decode_event(&decoded).unwrap();
+    assert_eq!(back, event);
+
+    // Still mandatory: an event no queue takes is an error, not a silent drop.
+    let unroutable = structured
+        .publish_with(
+            &order(10),
+            PublishOptions {
+                routing_key: Some("nobody.listens.here".into()),
+                ..PublishOptions::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(unroutable, Err(PublishError::Unroutable { .. })),
+        "{unroutable:?}"
+    );
 }
 
 #[tokio::test]

@@ -36,7 +36,8 @@ pub use ferry_core::{
     CancellationToken, ConsumerHandle, DeadLetter, Envelope, FailureKind, Fault, FaultKind,
     HandlerError, IntegrationEvent, IntegrationEventHandler, Mediator, MediatorError,
     MessageContext, OutboxRelay, PublishError, PublishOptions, Publisher, PublisherExt, QueueType,
-    RelayError, RelayOptions, RequestContext, RetryPolicy, Upcaster,
+    RelayError, RelayOptions, RequestContext, RetryPolicy, Upcaster, codec::ContentMode,
+    publisher::InContentMode,
 };
 
 // One module a concept, with everything in it.

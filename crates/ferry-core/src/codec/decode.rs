@@ -80,7 +80,7 @@ pub(super) fn decode(message: &WireMessage) -> Result<Decoded, DecodeError> {
 }
 
 /// A compressed or otherwise encoded body is not JSON; a charset name is harmless.
-fn check_content_encoding(properties: &Properties) -> Result<(), DecodeError> {
+pub(super) fn check_content_encoding(properties: &Properties) -> Result<(), DecodeError> {
     match properties.content_encoding.as_deref().map(str::trim) {
         None | Some("") => Ok(()),
         Some(e)

@@ -78,11 +78,13 @@ use bytes::Bytes;
 use crate::{Envelope, FaultKind, IntegrationEvent, WireMessage};
 
 pub mod attributes;
+mod content_mode;
 mod decode;
 mod encode;
 mod structured;
 mod version;
 
+pub use content_mode::{ContentMode, to_structured};
 pub use decode::STRUCTURED;
 pub use encode::{JSON, PERSISTENT};
 

@@ -14,8 +14,8 @@ use super::{
 };
 use crate::wire::WireMessage;
 
-const DATA: &str = "data";
-const DATA_BASE64: &str = "data_base64";
+pub(super) const DATA: &str = "data";
+pub(super) const DATA_BASE64: &str = "data_base64";
 
 pub(super) fn decode(message: &WireMessage) -> Result<Decoded, DecodeError> {
     let body = decode::json_body(&message.body).map_err(|e| {

@@ -10,6 +10,10 @@
 //! the span or the count. ([`Publisher`] is sealed: every type that implements
 //! [`PublishTransport`] is a [`Publisher`], and nothing else is.)
 
+mod content_mode;
+
+pub use content_mode::InContentMode;
+
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use async_trait::async_trait;
@@ -282,20 +286,27 @@ pub trait PublishTransport: Send + Sync {
     async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>>;
 }
 
-#[async_trait]
-impl<T: PublishTransport + ?Sized> PublishTransport for std::sync::Arc<T> {
-    fn source(&self) -> Option<&str> {
-        (**self).source()
-    }
+/// A shared or borrowed transport is one too: `Arc<T>` and `&T` forward to `T`.
+macro_rules! forward_transport {
+    ($($target:ty),+) => {$(
+        #[async_trait]
+        impl<T: PublishTransport + ?Sized> PublishTransport for $target {
+            fn source(&self) -> Option<&str> {
+                (**self).source()
+            }
 
-    fn exchange(&self) -> Option<&str> {
-        (**self).exchange()
-    }
+            fn exchange(&self) -> Option<&str> {
+                (**self).exchange()
+            }
 
-    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
-        (**self).send(batch).await
-    }
+            async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+                (**self).send(batch).await
+            }
+        }
+    )+};
 }
+
+forward_transport!(Arc<T>, &T);
 
 mod sealed {
     /// Only [`PublishTransport`](super::PublishTransport)s are publishers.
