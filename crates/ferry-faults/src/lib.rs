@@ -16,8 +16,8 @@ pub mod transactional;
 use std::{io::Write, time::Duration};
 
 use ferry::{
-    HandlerError, IntegrationEvent, MessageContext, RetryPolicy, plumbing::QueueType,
-    postgres::PgInbox, rabbitmq::RabbitMqOptions,
+    HandlerError, IntegrationEvent, MessageContext, QueueType, RetryPolicy, postgres::PgInbox,
+    rabbitmq::RabbitMqOptions,
 };
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;

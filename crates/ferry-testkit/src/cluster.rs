@@ -11,7 +11,8 @@
 //! use ferry_testkit::cluster::Cluster;
 //!
 //! let cluster = Cluster::start().await?;
-//! let urls = cluster.urls(); // "amqp://…:5681/%2f,amqp://…:5682/%2f,amqp://…:5683/%2f"
+//! // "amqp://…:5681/%2f,amqp://…:5682/%2f,amqp://…:5683/%2f", for RabbitMqOptions::new
+//! let urls = cluster.urls().to_owned();
 //! cluster.kill(2).await?;
 //! cluster.start_node(2).await?;
 //! drop(cluster); // stopped, directories removed
