@@ -277,6 +277,11 @@ async fn publish_on(
                 if let Some(ret) = ret {
                     returned.push((index, ret));
                 }
+                // A quorum queue that rejected a publish (`x-overflow: reject-publish`) leaves
+                // the channel's client of that queue rejecting until the queue says otherwise,
+                // which after a leader change on a node's loss may never come: the next
+                // publishes take a fresh channel.
+                discard = true;
                 results[index] = Err(PublishError::Nacked { id });
             }
             Ok(Ok(Confirmation::NotRequested)) => {
