@@ -164,14 +164,6 @@ impl RelaySqlite {
                 .map_err(&failed)?;
         }
     }
-
-    async fn empty(&self, table: &str) -> Result<(), BenchError> {
-        sqlx::query(&format!("DELETE FROM {table}"))
-            .execute(&self.pool)
-            .await
-            .map_err(db_error("cannot empty a table"))?;
-        Ok(())
-    }
 }
 
 const RELAY_ABOUT: About = About {
@@ -198,7 +190,7 @@ impl Scenario for RelaySqlite {
         let drained = relay.drain().await;
         let elapsed = started.elapsed();
         drop(relay);
-        self.empty("ferry_outbox").await?;
+        empty(&self.pool, "ferry_outbox").await?;
         let published =
             drained.map_err(|e| BenchError::Runtime(format!("the outbox relay failed: {e}")))?;
         let expected = self.payload.len();
@@ -221,7 +213,7 @@ impl Scenario for RelaySqlite {
         let drained = self.drain_raw(harness, &publisher).await;
         let elapsed = started.elapsed();
         publisher.close().await;
-        self.empty("raw_outbox").await?;
+        empty(&self.pool, "raw_outbox").await?;
         let published = drained?;
         self.payload.settle(harness).await?;
         Ok(Measured::rate(rate(published, elapsed)))
@@ -256,14 +248,6 @@ impl ConsumeInboxSqlite {
             concurrency,
         })
     }
-
-    async fn empty(&self, table: &str) -> Result<(), BenchError> {
-        sqlx::query(&format!("DELETE FROM {table}"))
-            .execute(&self.pool)
-            .await
-            .map_err(db_error("cannot empty a table"))?;
-        Ok(())
-    }
 }
 
 const INBOX_ABOUT: About = About {
@@ -297,7 +281,7 @@ impl Scenario for ConsumeInboxSqlite {
         consumer.shutdown().await;
         let span = span?;
         let left = harness.ready(&self.queue).await?;
-        self.empty("ferry_inbox").await?;
+        empty(&self.pool, "ferry_inbox").await?;
         if left != 0 {
             harness.purge(&self.queue).await?;
             return Err(BenchError::Runtime(format!(
@@ -338,7 +322,16 @@ impl Scenario for ConsumeInboxSqlite {
             }
         })
         .await;
-        self.empty("raw_inbox").await?;
+        empty(&self.pool, "raw_inbox").await?;
         Ok(Measured::rate(span?.per_s()))
     }
+}
+
+/// Deletes every row of `table`, so each round starts alike.
+async fn empty(pool: &SqlitePool, table: &str) -> Result<(), BenchError> {
+    sqlx::query(&format!("DELETE FROM {table}"))
+        .execute(pool)
+        .await
+        .map_err(db_error("cannot empty a table"))?;
+    Ok(())
 }

@@ -400,6 +400,23 @@ pub(crate) async fn inspect_queue(
     })
 }
 
+/// A binding pattern as an AMQP short string; `kind` and `name` say what was being bound.
+pub(crate) fn binding_key(
+    pattern: &str,
+    kind: ObjectKind,
+    name: &str,
+) -> Result<ShortString, RabbitMqError> {
+    ShortString::try_new(pattern).map_err(|_| {
+        TopologyError::Failed {
+            action: "bind",
+            kind,
+            name: name.to_owned(),
+            reason: format!("binding pattern `{pattern}` is longer than 255 bytes"),
+        }
+        .into()
+    })
+}
+
 /// Binds a queue to an exchange with a pattern (skipped in passive mode).
 pub(crate) async fn bind_queue(
     channel: &Channel,
@@ -414,12 +431,7 @@ pub(crate) async fn bind_queue(
     }
     let q = short(ObjectKind::Queue, queue)?;
     let x = short(ObjectKind::Exchange, exchange)?;
-    let key = ShortString::try_new(pattern).map_err(|_| TopologyError::Failed {
-        action: "bind",
-        kind: ObjectKind::Queue,
-        name: queue.to_owned(),
-        reason: format!("binding pattern `{pattern}` is longer than 255 bytes"),
-    })?;
+    let key = binding_key(pattern, ObjectKind::Queue, queue)?;
     let result = with_timeout(
         format!("bind queue `{queue}` to `{exchange}` with `{pattern}`"),
         timeout,

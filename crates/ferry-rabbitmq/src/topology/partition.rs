@@ -107,12 +107,7 @@ pub(crate) async fn bind_exchange(
     }
     let to = short(ObjectKind::Exchange, destination)?;
     let from = short(ObjectKind::Exchange, source)?;
-    let key = ShortString::try_new(pattern).map_err(|_| TopologyError::Failed {
-        action: "bind",
-        kind: ObjectKind::Exchange,
-        name: destination.to_owned(),
-        reason: format!("binding pattern `{pattern}` is longer than 255 bytes"),
-    })?;
+    let key = super::binding_key(pattern, ObjectKind::Exchange, destination)?;
     let op = format!("bind exchange `{destination}` to `{source}` with `{pattern}`");
     with_timeout(
         op.clone(),
