@@ -8,7 +8,8 @@
 //!
 //! The suite starts its own cluster with `scripts/cluster` (nodes ferry-c1..3@localhost, AMQP on
 //! 127.0.0.1:5681-5683) and stops it — every process killed, its directories removed — whatever
-//! happens; the machine's broker on 5672 is never touched. The cases run one after another in
+//! happens; the machine's broker on 5672 is never touched. Case `f` checks per-key order of a
+//! partitioned consumer across a node's death, in this process (`support/ordered.rs`). The cases run one after another in
 //! the one test below (they share the cluster and break it); a case that fails does not stop the
 //! others, and each leaves the three nodes running for the next. `FERRY_CLUSTER_CASES=a,b`
 //! runs only the cases named. Each case prints one `FAULT RESULT` line on stderr and appends it
@@ -180,6 +181,22 @@ async fn rolling_restart(cluster: Arc<Cluster>) {
     case.finish().await;
 }
 
+async fn per_key_order(cluster: Arc<Cluster>) {
+    let result = support::ordered::per_key_order_across_a_node_kill(&cluster).await;
+    eprintln!(
+        "ORDER RESULT kill -9 of a partitioned consumer's node (node {}, back after 15 s): \
+         {} events in {} keys over {} partitions, every key in order, {} handled ({} \
+         redeliveries of a message handled but not acked), {:.1} s",
+        result.killed_node,
+        result.events,
+        result.keys,
+        result.partitions,
+        result.handled,
+        result.redelivered,
+        result.took.as_secs_f64()
+    );
+}
+
 /// Runs one case as a task of its own, so that its failure is recorded and the next case runs;
 /// then makes sure all three nodes run again.
 async fn run<F>(cluster: &Cluster, failed: &mut Vec<String>, name: &str, case: F)
@@ -218,6 +235,7 @@ async fn cluster_fault_cases() {
     run(c, &mut failed, "c", leader_node_killed(c.clone())).await;
     run(c, &mut failed, "d", node_stopped_for_30_s(c.clone())).await;
     run(c, &mut failed, "e", rolling_restart(c.clone())).await;
+    run(c, &mut failed, "f", per_key_order(c.clone())).await;
     drop(cluster);
     eprintln!(
         "cluster suite: {:.1} s in all",

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod case;
+pub mod ordered;
 pub mod report;
 pub mod services;
 pub mod worker;
