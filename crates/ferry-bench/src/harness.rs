@@ -238,6 +238,17 @@ pub struct Harness {
     started: Instant,
 }
 
+/// The URL, of the comma-separated `nodes`, of the node ferry connected to (`node`, redacted):
+/// on a cluster raw lapin must run on the same node as ferry (where each declares its queues,
+/// and so places their leaders) for the ratio to compare like with like. The first when
+/// ferry's node is unknown.
+fn same_node<'a>(nodes: &'a str, node: Option<&str>) -> &'a str {
+    let mut all = nodes.split(',').map(str::trim).filter(|u| !u.is_empty());
+    let first = all.clone().next().unwrap_or(nodes);
+    node.and_then(|node| all.find(|u| redact_url(u) == node))
+        .unwrap_or(first)
+}
+
 impl Harness {
     /// Connects ferry and lapin to the broker and, when `database` is given, creates the
     /// run's database on that server. ferry's publisher gets at least `publisher_channels`
@@ -267,9 +278,10 @@ impl Harness {
             .map_err(|e| BenchError::Runtime(format!("cannot reach RabbitMQ at {url}: {e}")))?;
         let properties =
             ConnectionProperties::default().with_connection_name("ferry-bench-lapin".into());
+        let raw_url = same_node(amqp_url, bus.node().as_deref());
         let raw = match tokio::time::timeout(
             Duration::from_secs(10),
-            Connection::connect(amqp_url, properties),
+            Connection::connect(raw_url, properties),
         )
         .await
         {
@@ -545,5 +557,24 @@ pub async fn close_channel(channel: &Channel) {
             channel.close(200, "bench done".into()),
         )
         .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_node;
+
+    #[test]
+    fn raw_lapin_goes_to_the_node_ferry_is_on() {
+        let nodes = "amqp://u:secret@h1:5672/%2f, amqp://u:secret@h2:5672/%2f";
+        assert_eq!(
+            same_node(nodes, Some("amqp://u:***@h2:5672/%2f")),
+            "amqp://u:secret@h2:5672/%2f"
+        );
+        assert_eq!(same_node(nodes, None), "amqp://u:secret@h1:5672/%2f");
+        assert_eq!(
+            same_node("amqp://localhost", Some("amqp://elsewhere")),
+            "amqp://localhost"
+        );
     }
 }
