@@ -186,7 +186,10 @@ pub async fn per_key_order_across_a_node_kill(cluster: &Cluster) -> OrderResult 
     );
     cluster.kill(node).await.expect("kill instance 1's node");
     tokio::time::sleep(Duration::from_secs(15)).await;
-    cluster.start_node(node).await.expect("start the node again");
+    cluster
+        .start_node(node)
+        .await
+        .expect("start the node again");
 
     publishing.await.expect("publishing finished");
     wait_distinct(&seen, total, Duration::from_secs(120)).await;
