@@ -130,6 +130,33 @@ async fn publish(bus: &RabbitMq, key: u64, seq: u64) {
     }
 }
 
+/// One application instance: its own connection and the partitioned consumer recording as
+/// `instance`.
+async fn start_instance(
+    cluster: &Cluster,
+    exchange: &str,
+    queue: &str,
+    instance: u8,
+    seen: &Seen,
+) -> (RabbitMq, ferry::ConsumerHandle) {
+    let bus = RabbitMq::connect(options(
+        cluster,
+        exchange,
+        &format!("order-instance-{instance}"),
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("instance {instance} connects: {e}"));
+    let consumer = bus
+        .consumer(queue.to_owned())
+        .bind("faults.#")
+        .partitions(PARTITIONS)
+        .handle::<ItemAdded>(recorder(instance, Arc::clone(seen)))
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("instance {instance} starts: {e}"));
+    (bus, consumer)
+}
+
 /// The case; panics when the order or the count is wrong.
 pub async fn per_key_order_across_a_node_kill(cluster: &Cluster) -> OrderResult {
     let began = Instant::now();
@@ -138,28 +165,8 @@ pub async fn per_key_order_across_a_node_kill(cluster: &Cluster) -> OrderResult 
     let queue = format!("{suffix}.orders");
     let seen: Seen = Arc::default();
 
-    let first_bus = RabbitMq::connect(options(cluster, &exchange, "order-instance-1"))
-        .await
-        .expect("instance 1 connects");
-    let first = first_bus
-        .consumer(queue.clone())
-        .bind("faults.#")
-        .partitions(PARTITIONS)
-        .handle::<ItemAdded>(recorder(1, Arc::clone(&seen)))
-        .start()
-        .await
-        .expect("instance 1 starts");
-    let second_bus = RabbitMq::connect(options(cluster, &exchange, "order-instance-2"))
-        .await
-        .expect("instance 2 connects");
-    let second = second_bus
-        .consumer(queue.clone())
-        .bind("faults.#")
-        .partitions(PARTITIONS)
-        .handle::<ItemAdded>(recorder(2, Arc::clone(&seen)))
-        .start()
-        .await
-        .expect("instance 2 starts");
+    let (first_bus, first) = start_instance(cluster, &exchange, &queue, 1, &seen).await;
+    let (second_bus, second) = start_instance(cluster, &exchange, &queue, 2, &seen).await;
     let publisher = RabbitMq::connect(options(cluster, &exchange, "order-publisher"))
         .await
         .expect("the publisher connects");
