@@ -508,6 +508,97 @@ async fn a_failed_mark_is_tried_again_instead_of_publishing_the_batch_twice() {
     assert_eq!(sent, ids);
 }
 
+/// The memory outbox, whose `mark_published` always fails (the database gone for longer than
+/// the lease).
+#[derive(Clone)]
+struct MarkNeverWorks {
+    inner: MemoryOutbox,
+}
+
+#[async_trait]
+impl OutboxStore for MarkNeverWorks {
+    async fn claim(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ferry_core::ClaimedOutboxRow>, ferry_core::OutboxError> {
+        self.inner.claim(limit, lease).await
+    }
+    async fn mark_published(&self, _ids: &[String]) -> Result<(), ferry_core::OutboxError> {
+        Err(ferry_core::OutboxError::Database(
+            "the database is gone".into(),
+        ))
+    }
+    async fn mark_failed(
+        &self,
+        failures: &[ferry_core::OutboxFailure],
+    ) -> Result<(), ferry_core::OutboxError> {
+        self.inner.mark_failed(failures).await
+    }
+    async fn release(&self, ids: &[String]) -> Result<(), ferry_core::OutboxError> {
+        self.inner.release(ids).await
+    }
+    async fn stats(&self) -> Result<ferry_core::OutboxStats, ferry_core::OutboxError> {
+        self.inner.stats().await
+    }
+}
+
+/// A publisher whose answer depends on the message's place in its batch: the first is
+/// confirmed, the second finds the broker unavailable, the third is unroutable.
+struct OneOfEach;
+
+#[async_trait]
+impl PublishTransport for OneOfEach {
+    async fn send(&self, batch: PublishBatch) -> Vec<Result<(), PublishError>> {
+        (0..batch.messages().len())
+            .map(|i| match i % 3 {
+                0 => Ok(()),
+                1 => Err(PublishError::Unavailable("down".into())),
+                _ => Err(PublishError::Unroutable {
+                    exchange: "ev".into(),
+                    routing_key: "k".into(),
+                }),
+            })
+            .collect()
+    }
+}
+
+/// A batch whose mark fails still settles its other rows: the failed publish is counted and
+/// the row the broker could not take is given back at once. A store that holds a claim open
+/// until each of its rows is settled (PostgreSQL's row locks) would otherwise keep the claim,
+/// and its connection, until the lease ran out.
+#[tokio::test]
+async fn a_batch_whose_mark_fails_still_settles_its_other_rows() {
+    let outbox = MemoryOutbox::new().with_backoff(Duration::ZERO, Duration::ZERO);
+    let ids: Vec<String> = (0..3)
+        .map(|n| outbox.add(&OrderCreated { order_id: n }).unwrap())
+        .collect();
+    let store = MarkNeverWorks {
+        inner: outbox.clone(),
+    };
+    // The mark is tried again until half the lease has passed (1 s here); the rows' lease
+    // has a second left when the relay gives up.
+    let options = RelayOptions {
+        lease: Duration::from_secs(2),
+        min_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(10),
+        ..RelayOptions::default()
+    };
+    let relay = OutboxRelay::new(store, Arc::new(OneOfEach)).with_options(options);
+    assert!(relay.run_once().await.is_err(), "the mark failed");
+    assert!(
+        outbox
+            .last_error(&ids[2])
+            .is_some_and(|e| e.contains("unroutable")),
+        "the failed publish was recorded"
+    );
+    // The unavailable row is claimable again at once, not after the lease (the confirmed
+    // row still is leased: its mark failed).
+    let again = outbox.claim(10, Duration::from_secs(30)).await.unwrap();
+    let again: Vec<&str> = again.iter().map(|row| row.id.as_str()).collect();
+    assert!(again.contains(&ids[1].as_str()), "given back: {again:?}");
+}
+
 /// A publisher that notes how many batches it has at once; each takes 30 ms.
 #[derive(Default)]
 struct CountsBatchesAtOnce {

@@ -55,15 +55,21 @@ impl<S: OutboxStore, P: Publisher> OutboxRelay<S, P> {
                     }
                 }
             }
+            // Every row of the batch is settled, even when one call fails: a store that holds
+            // the claim open (row locks) ends it only once each of its rows has been named.
+            let mut settled = Ok(());
             if !published.is_empty() {
-                self.mark_published(&published, started).await?;
+                settled = self.mark_published(&published, started).await;
             }
             if !failures.is_empty() {
-                self.store.mark_failed(&failures).await?;
+                let marked = self.store.mark_failed(&failures).await;
+                settled = settled.and(marked);
             }
             if !released.is_empty() {
-                self.store.release(&released).await?;
+                let given_back = self.store.release(&released).await;
+                settled = settled.and(given_back);
             }
+            settled?;
             batch.published = published.len();
             batch.failed = failures.len();
             batch.released = released.len();
