@@ -84,6 +84,7 @@ mod publisher;
 mod redact;
 mod sampling;
 mod session;
+mod stall;
 mod stream;
 pub mod subscription;
 pub mod topology;
@@ -101,8 +102,8 @@ use ferry_core::{
 pub use dlq::{DeadLetterQueue, DlqSelection, ReplayError, ReplayReport};
 pub use error::{RabbitMqError, TopologyError};
 pub use options::{
-    CA_FILE_ENV, DEFAULT_EXCHANGE, DEFAULT_QUEUE_SAMPLE_INTERVAL, DEFAULT_URL, EXCHANGE_ENV,
-    ExchangeKind, RabbitMqOptions, TopologyMode, URL_ENV,
+    CA_FILE_ENV, DEFAULT_CONSUMER_STALL_CHECK, DEFAULT_EXCHANGE, DEFAULT_QUEUE_SAMPLE_INTERVAL,
+    DEFAULT_URL, EXCHANGE_ENV, ExchangeKind, RabbitMqOptions, TopologyMode, URL_ENV,
 };
 pub use redact::redact_url;
 pub use subscription::{Received, Subscription};

@@ -21,6 +21,7 @@ use crate::{
     connection::{Link, with_timeout},
     dead_letter,
     error::is_connection_error,
+    stall::{Unsettled, UnsettledGuard},
     topology::{self, ObjectKind, QueueDecl, short},
 };
 
@@ -32,6 +33,8 @@ pub(crate) struct Session {
     pub channel: Channel,
     pub generation: u64,
     pub tag: String,
+    /// Its deliveries not settled yet.
+    pub unsettled: Unsettled,
 }
 
 /// The retry queues known to exist, shared by a consumer's sessions (which declare them) and
@@ -107,6 +110,7 @@ pub(crate) async fn open_session(
                 channel,
                 generation: link.generation,
                 tag,
+                unsettled: Unsettled::default(),
             },
             consumer,
         )),
@@ -203,14 +207,19 @@ pub(crate) async fn close_channel(channel: &Channel) {
 
 /// Settles a delivery on the channel it came on. Bounded: a settlement lost with its channel
 /// must not hold up the consumer (or its shutdown); the broker redelivers what was not acked,
-/// and the inbox absorbs the duplicate.
-pub(crate) struct AmqpSettle(pub Acker);
+/// and the inbox absorbs the duplicate. Counted in its session's unsettled deliveries until
+/// settled (or dropped).
+pub(crate) struct AmqpSettle {
+    pub acker: Acker,
+    /// Uncounts the delivery once it is settled (when this is dropped, after the call).
+    pub _unsettled: UnsettledGuard,
+}
 
 #[async_trait]
 impl Settle for AmqpSettle {
     async fn ack(self: Box<Self>) {
         let result =
-            tokio::time::timeout(SETTLE_TIMEOUT, self.0.ack(BasicAckOptions::default())).await;
+            tokio::time::timeout(SETTLE_TIMEOUT, self.acker.ack(BasicAckOptions::default())).await;
         match result {
             Err(_) => tracing::warn!("ack timed out; the broker will redeliver"),
             Ok(Ok(true)) => {}
@@ -226,7 +235,7 @@ impl Settle for AmqpSettle {
             multiple: false,
             requeue,
         };
-        match tokio::time::timeout(SETTLE_TIMEOUT, self.0.nack(options)).await {
+        match tokio::time::timeout(SETTLE_TIMEOUT, self.acker.nack(options)).await {
             Err(_) => tracing::warn!("nack timed out; the broker will redeliver"),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => settle_failed("nack", &e),

@@ -20,6 +20,7 @@ use crate::{
     connection::WaitError,
     sampling::Sampling,
     session::{AmqpSettle, RetryQueues, Session, close_channel, open_session},
+    stall::{self, Unsettled},
     wire,
 };
 
@@ -64,7 +65,7 @@ impl AmqpSubscription {
     }
 }
 
-fn incoming(d: lapin::message::Delivery) -> Incoming {
+fn incoming(d: lapin::message::Delivery, unsettled: &Unsettled) -> Incoming {
     Incoming {
         delivery: Delivery {
             message: wire::from_amqp(&d.properties, &d.data),
@@ -72,7 +73,10 @@ fn incoming(d: lapin::message::Delivery) -> Incoming {
             routing_key: d.routing_key.as_str().to_owned(),
             redelivered: d.redelivered,
         },
-        settle: Box::new(AmqpSettle(d.acker)),
+        settle: Box::new(AmqpSettle {
+            acker: d.acker,
+            _unsettled: unsettled.track(),
+        }),
     }
 }
 
@@ -86,16 +90,27 @@ impl Subscription for AmqpSubscription {
                 self.current = Some(resumed?);
             }
             let (session, consumer) = self.current.as_mut()?;
+            // A single active consumer waiting its turn rightly gets nothing.
+            let check = if self.spec.single_active_consumer() {
+                None
+            } else {
+                self.bus.options().consumer_stall_check()
+            };
             let reason = tokio::select! {
                 biased;
                 _ = self.bus.connection().lost(session.generation) => {
                     "the connection dropped".to_owned()
                 }
                 item = consumer.next() => match item {
-                    Some(Ok(delivery)) => return Some(incoming(delivery)),
+                    Some(Ok(delivery)) => return Some(incoming(delivery, &session.unsettled)),
                     Some(Err(e)) => e.to_string(),
                     None => "the broker cancelled the consumer or closed its channel".to_owned(),
                 },
+                ready = stall::stalled(&self.bus, &self.spec.queue, check, &session.unsettled) => {
+                    metrics::counter!("ferry_rabbitmq_consumer_stalled_total", "queue" => self.spec.queue.clone())
+                        .increment(1);
+                    format!("nothing delivered while the queue holds {ready} ready messages (a quorum queue whose leader moved, say)")
+                }
             };
             tracing::warn!(queue = %self.spec.queue, reason = %reason, "consumer lost its channel; resuming");
             let (lost, _) = self.current.take()?;
@@ -138,7 +153,7 @@ impl Subscription for AmqpSubscription {
                 while let Ok(Some(Ok(delivery))) =
                     tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
                 {
-                    unstarted.push(incoming(delivery));
+                    unstarted.push(incoming(delivery, &session.unsettled));
                 }
             }
             Ok(Err(e)) => {
@@ -204,5 +219,89 @@ async fn resume(
                 backoff = (backoff * 2).min(options.reconnect_max_backoff());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ferry_core::consume::{Subscribe, Subscription, Topology};
+    use lapin::{BasicProperties, options::BasicPublishOptions};
+
+    use super::AmqpSubscription;
+    use crate::{RabbitMq, RabbitMqError, RabbitMqOptions, session::RetryQueues};
+
+    /// A consumer the broker stops feeding while its queue holds messages (here: a delivery
+    /// dropped without its ack, which fills the prefetch of one as a lost ack would) subscribes
+    /// again on a new channel: the message comes back and the rest follow. Without the stall
+    /// check the second `next` waits forever, as the cluster suite's consumer did after a quorum
+    /// queue's leader died.
+    #[tokio::test]
+    async fn a_consumer_fed_nothing_while_its_queue_holds_messages_subscribes_again() {
+        let options = RabbitMqOptions::default()
+            .with_consumer_stall_check(Some(Duration::from_millis(200)))
+            .with_queue_sample_interval(None);
+        let bus = RabbitMq::connect(options)
+            .await
+            .expect("connect to RabbitMQ");
+        let queue = format!("ferry.test.stall-{}", uuid::Uuid::new_v4().simple());
+        let spec = Subscribe {
+            queue: queue.clone(),
+            topology: Topology::Events {
+                queue_type: None,
+                delivery_limit: None,
+                single_active_consumer: false,
+                partition: None,
+                bindings: Vec::new(),
+                dead_letter_exchange: None,
+                retry_delays: Vec::new(),
+            },
+            prefetch: 1,
+            auto_ack: false,
+        };
+        let mut subscription = AmqpSubscription::open(&bus, spec, RetryQueues::default())
+            .await
+            .expect("subscribe");
+        let name = queue.clone();
+        bus.with_channel("publish", |channel| async move {
+            for n in 0..3 {
+                channel
+                    .basic_publish(
+                        "".into(),
+                        name.as_str().into(),
+                        BasicPublishOptions::default(),
+                        format!("message {n}").as_bytes(),
+                        BasicProperties::default(),
+                    )
+                    .await
+                    .map_err(|e| RabbitMqError::operation("publish", &e))?;
+            }
+            Ok(())
+        })
+        .await
+        .expect("publish three messages");
+
+        let wait = Duration::from_secs(10);
+        let first = tokio::time::timeout(wait, subscription.next()).await;
+        let first = first
+            .expect("a first delivery")
+            .expect("the stream goes on");
+        drop(first);
+        let mut bodies = Vec::new();
+        for _ in 0..3 {
+            let next = tokio::time::timeout(wait, subscription.next())
+                .await
+                .expect("deliveries again after the stall")
+                .expect("the stream goes on");
+            bodies.push(String::from_utf8_lossy(&next.delivery.message.body).into_owned());
+            next.settle.ack().await;
+        }
+        bodies.sort();
+        assert_eq!(bodies, ["message 0", "message 1", "message 2"]);
+
+        Box::new(subscription).close().await;
+        bus.delete_queue(&queue).await.expect("delete the queue");
+        bus.close().await;
     }
 }

@@ -184,8 +184,9 @@ impl Case {
         }
     }
 
-    /// Waits until `n` more events are applied than now; returns how long that took, or `None`
-    /// after `limit`.
+    /// Waits until `n` more events are applied than now (or every event, when fewer are left);
+    /// returns how long that took, or `None` after `limit`. Panics when every event was applied
+    /// already: the fault came too late to show anything.
     pub async fn wait_progress(&self, n: i64, limit: Duration) -> Option<Duration> {
         let started = Instant::now();
         let from = loop {
@@ -194,8 +195,15 @@ impl Case {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
+        let all = i64::try_from(self.spec.events).unwrap_or(i64::MAX);
+        assert!(
+            from < all,
+            "{}: all {all} events were applied before the fault took effect",
+            self.spec.name
+        );
+        let goal = (from + n).min(all);
         while started.elapsed() < limit {
-            if self.applied().await.is_some_and(|a| a >= from + n) {
+            if self.applied().await.is_some_and(|a| a >= goal) {
                 return Some(started.elapsed());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -226,7 +234,8 @@ impl Case {
     }
 
     /// Waits until every row of `ids` is published (a killed relay's rows, taken by the new
-    /// relay once their lease runs out); returns how long that took. Fails after 120 s.
+    /// relay once its claims are gone or their lease runs out); returns how long that took.
+    /// Fails after 120 s.
     pub async fn wait_published(&self, ids: &[String], what: &str) -> Duration {
         let started = Instant::now();
         loop {

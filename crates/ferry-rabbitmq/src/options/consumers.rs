@@ -11,6 +11,10 @@ use super::RabbitMqOptions;
 /// otherwise ([`RabbitMqOptions::with_queue_sample_interval`]).
 pub const DEFAULT_QUEUE_SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often a consumer waiting for deliveries checks that it is not stalled unless told
+/// otherwise ([`RabbitMqOptions::with_consumer_stall_check`]).
+pub const DEFAULT_CONSUMER_STALL_CHECK: Duration = Duration::from_secs(5);
+
 impl RabbitMqOptions {
     /// Sets the dead-letter exchange for consumers that do not name their own with
     /// `.dead_letter(..)`.
@@ -67,6 +71,26 @@ impl RabbitMqOptions {
         self
     }
 
+    /// Sets how often a consumer that is waiting for deliveries, with none of its own left
+    /// unsettled, checks its queue (a passive queue declare); `None` turns the check off.
+    /// Default [`DEFAULT_CONSUMER_STALL_CHECK`] (5 s). Finding ready messages at two checks in
+    /// a row, the consumer subscribes again on a new channel: RabbitMQ 3.10 can leave a
+    /// consumer of a quorum queue registered but fed nothing after the queue's leader died
+    /// (README, "Scaling out"). A single active consumer is never checked (waiting its turn,
+    /// it rightly gets nothing).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ferry_rabbitmq::RabbitMqOptions;
+    /// let options = RabbitMqOptions::default().with_consumer_stall_check(Some(Duration::from_secs(2)));
+    /// assert_eq!(options.consumer_stall_check(), Some(Duration::from_secs(2)));
+    /// assert_eq!(RabbitMqOptions::default().with_consumer_stall_check(None).consumer_stall_check(), None);
+    /// ```
+    pub fn with_consumer_stall_check(mut self, every: Option<Duration>) -> Self {
+        self.consumer_stall_check = every;
+        self
+    }
+
     /// The default dead-letter exchange, if any.
     pub fn dead_letter_exchange(&self) -> Option<&str> {
         self.dead_letter_exchange.as_deref()
@@ -90,5 +114,10 @@ impl RabbitMqOptions {
     /// How often consumers sample their queue (`None`: never).
     pub fn queue_sample_interval(&self) -> Option<Duration> {
         self.queue_sample_interval
+    }
+
+    /// How often a waiting consumer checks that it is not stalled (`None`: never).
+    pub fn consumer_stall_check(&self) -> Option<Duration> {
+        self.consumer_stall_check
     }
 }

@@ -19,7 +19,7 @@ mod consumers;
 mod exchange;
 mod publishing;
 
-pub use consumers::DEFAULT_QUEUE_SAMPLE_INTERVAL;
+pub use consumers::{DEFAULT_CONSUMER_STALL_CHECK, DEFAULT_QUEUE_SAMPLE_INTERVAL};
 pub use exchange::{ExchangeKind, TopologyMode};
 
 /// The URL used when none is given: the local broker, user `guest`, vhost `/`.
@@ -77,6 +77,7 @@ pub struct RabbitMqOptions {
     queue_type: QueueType,
     delivery_limit: Option<u32>,
     queue_sample_interval: Option<Duration>,
+    consumer_stall_check: Option<Duration>,
 }
 
 impl Default for RabbitMqOptions {
@@ -102,6 +103,7 @@ impl Default for RabbitMqOptions {
             queue_type: QueueType::Classic,
             delivery_limit: None,
             queue_sample_interval: Some(DEFAULT_QUEUE_SAMPLE_INTERVAL),
+            consumer_stall_check: Some(DEFAULT_CONSUMER_STALL_CHECK),
         }
     }
 }
@@ -197,6 +199,7 @@ impl fmt::Debug for RabbitMqOptions {
             .field("queue_type", &self.queue_type)
             .field("delivery_limit", &self.delivery_limit)
             .field("queue_sample_interval", &self.queue_sample_interval)
+            .field("consumer_stall_check", &self.consumer_stall_check)
             .finish()
     }
 }
