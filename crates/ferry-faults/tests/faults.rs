@@ -101,26 +101,26 @@ async fn case_4_relay_killed_between_publishing_and_marking() {
         .expect("the failpoint line names the confirmed messages");
     case.fault_begins();
     case.relay.take().expect("the relay").kill().await;
-    // The relay died holding its leases: the confirmed batch is on the broker but not marked.
-    let leased: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM ferry_outbox WHERE status = 'pending' AND locked_until > now()",
-    )
-    .fetch_all(&case.pool)
-    .await
-    .expect("read the leased rows");
-    let unmarked = leased.len() as i64;
+    // The relay died holding its claims (row locks, rolled back with its connections): the
+    // confirmed batch is on the broker but its rows are still pending.
+    let pending: Vec<String> =
+        sqlx::query_scalar("SELECT id FROM ferry_outbox WHERE status = 'pending'")
+            .fetch_all(&case.pool)
+            .await
+            .expect("read the pending rows");
+    let unmarked = pending.len() as i64;
     assert!(
         unmarked >= confirmed,
-        "the {confirmed} confirmed rows are still pending: {unmarked} leased"
+        "the {confirmed} confirmed rows are still pending: {unmarked} pending"
     );
     case.relay = Some(Worker::start("relay", "relay-crash", &case.settings, &[]).await);
     case.healed();
-    // The new relay takes the dead one's rows once their lease expires.
+    // The new relay takes the dead one's rows: its claims died with it.
     let took = case
-        .wait_published(&leased, "rows of the killed relay")
+        .wait_published(&pending, "rows of the killed relay")
         .await;
     case.notes.push(format!(
-        "killed with {confirmed} messages confirmed but not marked ({unmarked} rows leased); the \
+        "killed with {confirmed} messages confirmed but not marked ({unmarked} rows pending); the \
          new relay published them again {:.1} s after it started (lease {} s)",
         took.as_secs_f64(),
         case.settings.lease.as_secs()

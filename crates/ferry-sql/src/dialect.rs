@@ -58,6 +58,17 @@ macro_rules! run_statements {
 }
 pub(crate) use run_statements;
 
+/// The statements of claims held by row locks ([`Dialect::HELD_CLAIM`]).
+#[derive(Debug)]
+pub struct HeldClaim {
+    /// Locks due rows in order, skipping locked ones, as [`Statements::claim`] picks them:
+    /// limit, lease; returns the columns `outbox::rows::claimed` reads and `candidates`, how
+    /// many rows it locked (more than it returned when a partition held some back).
+    pub claim: &'static str,
+    /// Locks the rows named, if still due and not locked: ids, lease; the same columns.
+    pub relock: &'static str,
+}
+
 /// One of ferry's migrations: its version, what it does, its SQL.
 #[derive(Debug)]
 pub struct Migration {
@@ -86,6 +97,11 @@ pub trait Dialect: Sized + Send + Sync + 'static + std::fmt::Debug + Clone + Cop
     /// Whether events committed through an [`crate::OutboxTransaction`] go straight to the relay
     /// running on the same outbox in this process (see `outbox/handoff.rs`).
     const HANDS_OFF: bool;
+
+    /// The claims that hold their rows by row locks in a transaction left open until the
+    /// batch is marked (see `outbox/held.rs`). `None`: claims lease their rows
+    /// ([`Statements::claim`]).
+    const HELD_CLAIM: Option<&'static HeldClaim>;
 
     /// Whether relays learn of new rows only in this process, from each add (before its
     /// commit), rather than from the database's notifications.
@@ -150,6 +166,14 @@ pub trait Dialect: Sized + Send + Sync + 'static + std::fmt::Debug + Clone + Cop
         failures: &[OutboxFailure],
         options: &OutboxOptions,
         relay: &str,
+    ) -> Result<Vec<String>, sqlx::Error>;
+
+    /// Records failed publishes of rows locked by the claim's transaction `conn` is in
+    /// ([`Dialect::HELD_CLAIM`] only); returns the ids of rows now dead.
+    async fn mark_failed_held(
+        conn: &mut Conn<Self>,
+        failures: &[OutboxFailure],
+        options: &OutboxOptions,
     ) -> Result<Vec<String>, sqlx::Error>;
 
     /// Counts rows by status.

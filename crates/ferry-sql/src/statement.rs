@@ -42,6 +42,9 @@ pub struct Statements {
     pub claim: &'static str,
     /// Marks rows published: ids.
     pub mark_published: &'static str,
+    /// Deletes rows as they are published, for an outbox that keeps no history (retention
+    /// zero): ids.
+    pub delete_sent: &'static str,
     /// Gives back rows a relay holds: ids, relay.
     pub release: &'static str,
     /// Rows newest first: status (or `NULL` for all), limit; the columns
@@ -101,13 +104,15 @@ pub(crate) async fn claim<D: Dialect>(
     D::fetch_all(&mut *pool.acquire().await?, D::SQL.claim, &args).await
 }
 
-/// Marks rows published.
+/// Marks rows published with `sql` ([`Statements::mark_published`] or
+/// [`Statements::delete_sent`]).
 pub(crate) async fn mark_published<D: Dialect>(
     pool: &Pool<D>,
+    sql: &'static str,
     ids: &[String],
 ) -> Result<(), sqlx::Error> {
     let args = [Arg::Ids(ids)];
-    D::execute(&mut *pool.acquire().await?, D::SQL.mark_published, &args).await?;
+    D::execute(&mut *pool.acquire().await?, sql, &args).await?;
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ferry_core::{OutboxStore, RelayOptions};
 use ferry_sql::postgres::Postgres as B;
-use ferry_testkit::store_suite::common::*;
+use ferry_testkit::store_suite::{Backend, common::*};
 
 type TestDb = ferry_testkit::store_suite::TestDb<B>;
 type Outbox = ferry_testkit::store_suite::Outbox<B>;
@@ -191,6 +191,7 @@ async fn a_handed_event_taken_late_is_given_back_to_the_table() {
         claimed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
         [id.as_str()]
     );
+    drop(outbox);
     db.close().await;
 }
 
@@ -240,7 +241,7 @@ async fn a_stopping_relay_gives_its_handed_rows_back_to_the_table() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_relays_async_commit_does_not_leak_into_the_applications_connections() {
+async fn the_relays_session_settings_do_not_leak_into_the_applications_connections() {
     let db = TestDb::new().await;
     // One connection: whatever the store ran on it, the application gets it next.
     let pool = db.other_pool(1).await;
@@ -260,6 +261,134 @@ async fn the_relays_async_commit_does_not_leak_into_the_applications_connections
         .await
         .unwrap();
     assert_eq!(setting, "on");
+    let timeout: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(timeout, "0", "the claim's cut-off stays in its transaction");
     pool.close().await;
+    db.close().await;
+}
+
+/// Each row's status, attempts, lease and row version (`xmin`), by id.
+async fn rows_by_id(
+    pool: &sqlx::PgPool,
+) -> std::collections::HashMap<String, (String, i32, Option<String>, String)> {
+    let rows: Vec<(String, String, i32, Option<String>, String)> = sqlx::query_as(
+        "SELECT id, status, attempts, locked_by, xmin::text FROM ferry_outbox ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(id, status, attempts, locked_by, xmin)| (id, (status, attempts, locked_by, xmin)))
+        .collect()
+}
+
+/// A claim holds its rows by the locks of a transaction left open, writing nothing to them:
+/// another relay skips them; the batch's marks run in that transaction and commit together
+/// once every row is settled (published, failed or given back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_holds_its_rows_by_locks_and_writes_them_once_when_settled() {
+    let db = TestDb::new().await;
+    let outbox =
+        Outbox::new(db.pool.clone()).with_backoff(Duration::from_secs(60), Duration::from_secs(60));
+    let other = Outbox::new(db.other_pool(2).await);
+    let ids = add_many::<B>(&db.pool, &outbox, 5, 5, |_| None).await;
+    let added = rows_by_id(&db.pool).await;
+
+    let claimed = outbox.claim(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(claimed.len(), 5);
+    assert_eq!(
+        rows_by_id(&db.pool).await,
+        added,
+        "the claim wrote no new row version and no lease"
+    );
+    assert_eq!(B::leased_pending(&db.pool).await, 5);
+    assert!(
+        other
+            .claim(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .is_empty(),
+        "another relay skips the locked rows"
+    );
+
+    outbox.mark_published(&ids[..3]).await.unwrap();
+    assert_eq!(
+        rows_by_id(&db.pool).await,
+        added,
+        "nothing commits before the batch is settled"
+    );
+    outbox
+        .mark_failed(&[ferry_core::OutboxFailure {
+            id: ids[3].clone(),
+            error: "nacked".into(),
+        }])
+        .await
+        .unwrap();
+    outbox.release(&ids[4..]).await.unwrap();
+
+    let settled = rows_by_id(&db.pool).await;
+    for id in &ids[..3] {
+        assert_eq!(settled[id].0, "published");
+    }
+    assert_eq!(
+        (settled[&ids[3]].0.as_str(), settled[&ids[3]].1),
+        ("pending", 1)
+    );
+    assert_eq!(settled[&ids[4]], added[&ids[4]], "given back untouched");
+    assert_eq!(B::leased_pending(&db.pool).await, 0);
+    let again = other.claim(10, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(
+        again.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        [ids[4].as_str()],
+        "the failed row backs off; the one given back is claimed at once"
+    );
+    drop((outbox, other));
+    db.close().await;
+}
+
+/// A claim left open past its lease (a relay that hangs with its connection open) is cut off
+/// by the database: another relay claims the rows. The late relay's mark still marks them
+/// published, as a lease's late mark does, and its failure and release change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_left_open_past_its_lease_is_cut_off_and_its_rows_claimed_again() {
+    let db = TestDb::new().await;
+    let hung = Outbox::new(db.pool.clone());
+    let other = Outbox::new(db.other_pool(2).await);
+    let ids = add_many::<B>(&db.pool, &hung, 3, 3, |_| None).await;
+    let lease = Duration::from_millis(300);
+    assert_eq!(hung.claim(10, lease).await.unwrap().len(), 3);
+    assert!(other.claim(10, lease).await.unwrap().is_empty());
+
+    let mut reclaimed = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(lease).await;
+        reclaimed = other.claim(10, Duration::from_secs(30)).await.unwrap();
+        if !reclaimed.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(reclaimed.len(), 3, "the hung claim was cut off");
+    other.mark_published(&ids[..2]).await.unwrap();
+    other.release(&ids[2..]).await.unwrap();
+
+    hung.mark_published(&ids[..1]).await.unwrap();
+    hung.mark_failed(&[ferry_core::OutboxFailure {
+        id: ids[1].clone(),
+        error: "late".into(),
+    }])
+    .await
+    .unwrap();
+    hung.release(&ids[2..]).await.unwrap();
+    let rows = rows_by_id(&db.pool).await;
+    assert_eq!(rows[&ids[0]].0, "published");
+    assert_eq!(
+        (rows[&ids[1]].0.as_str(), rows[&ids[1]].1),
+        ("published", 0)
+    );
+    assert_eq!((rows[&ids[2]].0.as_str(), rows[&ids[2]].1), ("pending", 0));
+    drop((hung, other));
     db.close().await;
 }

@@ -123,9 +123,10 @@ pub struct OutboxStats {
 /// Where outbox rows live, as the relay sees them.
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
-    /// Claims up to `limit` pending rows that are due, leasing them for `lease` so no other
-    /// relay takes them meanwhile. Rows sharing a partition key come in the order they were
-    /// added, and a partition is never claimed while an earlier row of it is leased elsewhere.
+    /// Claims up to `limit` pending rows that are due, holding them for at most `lease` (a lease
+    /// written to the rows, or row locks until they are marked) so no other relay takes them
+    /// meanwhile. Rows sharing a partition key come in the order they were added, and a
+    /// partition is never claimed while an earlier row of it is held elsewhere.
     async fn claim(
         &self,
         limit: usize,

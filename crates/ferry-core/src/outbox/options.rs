@@ -22,7 +22,8 @@ pub struct OutboxOptions {
     /// The longest pause between two attempts of a row (default 5 min).
     pub max_backoff: Duration,
     /// How long published rows are kept before the store's `cleanup` deletes them
-    /// (default 7 days).
+    /// (default 7 days). Zero keeps none: the SQL stores delete a row as they mark it
+    /// published.
     pub retention: Duration,
     /// Rows deleted per statement by the store's `cleanup` (default 1,000).
     pub cleanup_batch: u32,

@@ -24,8 +24,9 @@ pub struct RelayOptions {
     /// a round trip each to the database, whatever its size, so small batches spend more of
     /// their time there).
     pub batch_size: usize,
-    /// How long a claim holds its rows (default 30 s); a relay that dies leaves them for
-    /// another once it expires.
+    /// How long a claim holds its rows at most (default 30 s); a relay that dies leaves them
+    /// for another once it expires (sooner with a store whose claims end with the relay's
+    /// connection, as PostgreSQL's do).
     pub lease: Duration,
     /// The fallback poll interval when no notification comes (default 1 s).
     pub poll_interval: Duration,

@@ -2,6 +2,7 @@
 
 mod admin;
 mod handoff;
+mod held;
 pub(crate) mod rows;
 mod store;
 mod transaction;
@@ -24,17 +25,19 @@ use crate::{
     wakeup::Wakeup,
 };
 use handoff::Handoff;
+use held::Held;
 pub use transaction::OutboxTransaction;
 
 /// Shared by the clones of an outbox. Stops the listener task when the last clone is dropped.
 #[derive(Debug)]
-struct Shared {
+struct Shared<D: Dialect> {
     wakeup: Arc<Wakeup>,
     stop: CancellationToken,
     handoff: Handoff,
+    held: Held<D>,
 }
 
-impl Drop for Shared {
+impl<D: Dialect> Drop for Shared<D> {
     fn drop(&mut self) {
         self.stop.cancel();
     }
@@ -45,14 +48,17 @@ impl Drop for Shared {
 /// [`crate::sqlite::SqliteOutbox`] for each database.
 ///
 /// Cloning is cheap (clones share the pool and the wake-up signal). Each value made by
-/// [`SqlOutbox::new`] has its own relay id, recorded in `locked_by` on the rows it claims.
+/// [`SqlOutbox::new`] has its own relay id, recorded in `locked_by` on the rows it leases.
+/// On PostgreSQL the relay's claims are held by this value (clones share them): a claim's
+/// transaction stays open, holding a pool connection, until its rows are marked or released,
+/// and is rolled back when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct SqlOutbox<D: Dialect> {
     pool: Pool<D>,
     options: OutboxOptions,
     source: Option<Arc<str>>,
     relay_id: Arc<str>,
-    shared: Arc<Shared>,
+    shared: Arc<Shared<D>>,
 }
 
 impl<D: Dialect> SqlOutbox<D> {
@@ -68,6 +74,7 @@ impl<D: Dialect> SqlOutbox<D> {
                 wakeup,
                 stop: CancellationToken::new(),
                 handoff: Handoff::default(),
+                held: Held::default(),
             }),
         }
     }
@@ -91,7 +98,9 @@ impl<D: Dialect> SqlOutbox<D> {
         self
     }
 
-    /// Sets how long published rows are kept.
+    /// Sets how long published rows are kept. Zero keeps no history: the relay deletes each
+    /// row as it marks it published (a write fewer per row than a later deletion; `ferry
+    /// outbox status|list` and the console then show no published rows).
     pub fn with_retention(mut self, retention: Duration) -> Self {
         self.options.retention = retention;
         self
@@ -113,7 +122,7 @@ impl<D: Dialect> SqlOutbox<D> {
         &self.pool
     }
 
-    /// The id this outbox writes in `locked_by` when it claims rows.
+    /// The id this outbox writes in `locked_by` when it leases rows.
     pub fn relay_id(&self) -> &str {
         &self.relay_id
     }
@@ -197,6 +206,10 @@ impl<D: Dialect> SqlOutbox<D> {
 
     fn handoff(&self) -> &Handoff {
         &self.shared.handoff
+    }
+
+    fn held(&self) -> &Held<D> {
+        &self.shared.held
     }
 
     /// Inserts a row; `leased` to this outbox's relay for that long when it will be handed

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{NOTIFY_CHANNEL, Postgres, listen, schema, sql};
 use crate::{
-    dialect::{Arg, Dialect, Migration, Statements, Tx, run_statements},
+    dialect::{Arg, Dialect, HeldClaim, Migration, Statements, Tx, run_statements},
     wakeup::Wakeup,
 };
 
@@ -33,6 +33,36 @@ fn bind<'q>(query: PgQuery<'q>, arg: &Arg<'q>) -> PgQuery<'q> {
     }
 }
 
+/// Records failed publishes in one statement; `relay`: only rows it leases (else rows locked
+/// by the transaction the statement runs in). Returns the ids of rows now dead.
+async fn mark_failed<'e>(
+    executor: impl sqlx::PgExecutor<'e>,
+    failures: &[OutboxFailure],
+    options: &OutboxOptions,
+    relay: Option<&str>,
+) -> Result<Vec<String>, sqlx::Error> {
+    let ids: Vec<&str> = failures.iter().map(|f| f.id.as_str()).collect();
+    let errors: Vec<String> = failures
+        .iter()
+        .map(|f| ferry_core::outbox::stored_error(&f.error))
+        .collect();
+    let max_attempts = i32::try_from(options.max_attempts.max(1)).unwrap_or(i32::MAX);
+    let marked: Vec<(String, String)> = sqlx::query_as(sql::MARK_FAILED)
+        .bind(&ids)
+        .bind(&errors)
+        .bind(max_attempts)
+        .bind(millis(options.base_backoff))
+        .bind(millis(options.max_backoff))
+        .bind(relay)
+        .fetch_all(executor)
+        .await?;
+    Ok(marked
+        .into_iter()
+        .filter(|(_, status)| status == "dead")
+        .map(|(id, _)| id)
+        .collect())
+}
+
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 #[async_trait]
@@ -41,6 +71,7 @@ impl Dialect for Postgres {
 
     const NAME: &'static str = "PostgreSQL";
     const HANDS_OFF: bool = true;
+    const HELD_CLAIM: Option<&'static HeldClaim> = Some(&sql::HELD_CLAIM);
     const WAKES_ON_ADD: bool = false;
     const GROUPS_INBOX_CALLS: bool = true;
     const MIGRATE_HINT: &'static str =
@@ -87,27 +118,16 @@ impl Dialect for Postgres {
         options: &OutboxOptions,
         relay: &str,
     ) -> Result<Vec<String>, sqlx::Error> {
-        // One statement for the batch.
-        let ids: Vec<&str> = failures.iter().map(|f| f.id.as_str()).collect();
-        let errors: Vec<String> = failures
-            .iter()
-            .map(|f| ferry_core::outbox::stored_error(&f.error))
-            .collect();
-        let max_attempts = i32::try_from(options.max_attempts.max(1)).unwrap_or(i32::MAX);
-        let marked: Vec<(String, String)> = sqlx::query_as(sql::MARK_FAILED)
-            .bind(&ids)
-            .bind(&errors)
-            .bind(max_attempts)
-            .bind(millis(options.base_backoff))
-            .bind(millis(options.max_backoff))
-            .bind(relay)
-            .fetch_all(pool)
-            .await?;
-        Ok(marked
-            .into_iter()
-            .filter(|(_, status)| status == "dead")
-            .map(|(id, _)| id)
-            .collect())
+        mark_failed(pool, failures, options, Some(relay)).await
+    }
+
+    async fn mark_failed_held(
+        conn: &mut PgConnection,
+        failures: &[OutboxFailure],
+        options: &OutboxOptions,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        // The claim's transaction locks the rows: no lease to check.
+        mark_failed(conn, failures, options, None).await
     }
 
     async fn stats(pool: &PgPool) -> Result<OutboxStats, sqlx::Error> {

@@ -3,7 +3,9 @@
 //!
 //! - [`PgOutbox`]: [`add`](PgOutbox::add) an event inside your own transaction (it commits or
 //!   rolls back with your writes), and run [`ferry_core::OutboxRelay`] on it to publish.
-//!   Any number of relays share one table: claims use `FOR UPDATE SKIP LOCKED` and a lease, rows
+//!   Any number of relays share one table: a claim locks its rows (`FOR UPDATE SKIP LOCKED`) in
+//!   a transaction held until its batch is marked, for at most the lease (a relayed row is
+//!   written once after its insert, by the mark; each batch in flight holds a connection), rows
 //!   of one partition key go out in the order they were added, and relays wake on
 //!   `LISTEN/NOTIFY` within milliseconds of a commit (polling stays as a fallback).
 //! - [`OutboxTransaction`] ([`PgOutbox::begin`], or [`PgOutbox::transaction`] on a transaction you
@@ -57,15 +59,16 @@
 //! ## Durability
 //!
 //! An added event has the durability of the application's transaction. The relay's own
-//! bookkeeping (claims and "published" marks) commits without waiting for the WAL flush
-//! (`synchronous_commit = off` for those statements only), which saves a disk flush per batch:
+//! bookkeeping (a claim's transaction with its "published" marks) commits without waiting for
+//! the WAL flush (`synchronous_commit = off` for those transactions only), which saves a disk
+//! flush per batch:
 //! a database crash may forget the last marks, and those rows are published again — allowed by
 //! at-least-once delivery, and made harmless by the inbox.
 //!
 //! ## Ordering
 //!
 //! Rows that share a partition key are claimed in the order of `seq`, the order they were
-//! inserted; a row is never claimed while an earlier pending row of its partition is leased by
+//! inserted; a row is never claimed while an earlier pending row of its partition is held by
 //! another relay, waits for its next attempt, or was not claimed with it. Two transactions that
 //! add to one partition concurrently are ordered by insert, not by commit: make them touch a
 //! common row (the aggregate) so one waits for the other, as an aggregate's writes do anyway.

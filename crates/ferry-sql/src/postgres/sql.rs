@@ -1,6 +1,6 @@
 //! The statements of the PostgreSQL dialect.
 
-use crate::statement::Statements;
+use crate::{dialect::HeldClaim, statement::Statements};
 
 // The relay's own bookkeeping (claims, marks) commits with `synchronous_commit = off`, set
 // for that statement's transaction only: it does not wait for the WAL flush. A database crash
@@ -39,6 +39,60 @@ WHERE o.seq = claimable.seq
 RETURNING o.seq, o.id, o.exchange, o.routing_key, o.properties, o.headers, o.body,
           o.attempts, o.partition_key, o.created_at";
 
+/// Claims due rows in order as [`CLAIM`] does, in a transaction left open while the relay
+/// publishes them: the row locks taken here hold the rows, and nothing is written until the
+/// mark (`outbox/held.rs`). The transaction skips the WAL flush at commit (as the lease's
+/// statements do) and is cut off by the server if it stays idle longer than the lease (`$2`
+/// ms): a relay that hangs holding its connection gives its rows back. A row leased to a
+/// relay (handed to it at commit) is skipped until its lease ends. Every candidate is locked,
+/// including those a partition holds back: `candidates` counts them.
+const CLAIM_HELD: &str = "
+WITH candidates AS MATERIALIZED (
+    SELECT seq, partition_key FROM ferry_outbox
+    WHERE status = 'pending'
+      AND next_attempt_at <= now()
+      AND (locked_until IS NULL OR locked_until <= now())
+      AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
+      AND (SELECT set_config('idle_in_transaction_session_timeout',
+                             greatest(ceil($2::float8), 1)::bigint::text, true)) IS NOT NULL
+    ORDER BY seq
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+SELECT o.seq, o.id, o.exchange, o.routing_key, o.properties, o.headers, o.body,
+       o.attempts, o.partition_key, o.created_at,
+       (SELECT count(*) FROM candidates) AS candidates
+FROM candidates c JOIN ferry_outbox o ON o.seq = c.seq
+WHERE c.partition_key IS NULL OR NOT EXISTS (
+    SELECT 1 FROM ferry_outbox e
+    WHERE e.partition_key = c.partition_key
+      AND e.status = 'pending'
+      AND e.seq < c.seq
+      AND NOT EXISTS (SELECT 1 FROM candidates c2 WHERE c2.seq = e.seq)
+)";
+
+/// Locks the rows a held claim found claimable (`$1`, ids), in a transaction of their own, when
+/// the claim also locked rows a partition held back; the relay checks the order again.
+const RELOCK_HELD: &str = "
+SELECT seq, id, exchange, routing_key, properties, headers, body, attempts, partition_key,
+       created_at
+FROM ferry_outbox
+WHERE id = ANY($1)
+  AND status = 'pending'
+  AND next_attempt_at <= now()
+  AND (locked_until IS NULL OR locked_until <= now())
+  AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
+  AND (SELECT set_config('idle_in_transaction_session_timeout',
+                         greatest(ceil($2::float8), 1)::bigint::text, true)) IS NOT NULL
+ORDER BY seq
+FOR UPDATE SKIP LOCKED";
+
+/// The claims held by row locks.
+pub(super) const HELD_CLAIM: HeldClaim = HeldClaim {
+    claim: CLAIM_HELD,
+    relock: RELOCK_HELD,
+};
+
 /// One statement for the batch; a row published after another relay took it over (its lease
 /// expired) is still published.
 pub(super) const MARK_PUBLISHED: &str = "
@@ -47,8 +101,15 @@ SET status = 'published', published_at = now(), locked_until = NULL, locked_by =
 WHERE id = ANY($1) AND status <> 'published'
   AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL";
 
+/// Deletes published rows at once, for an outbox that keeps no history.
+pub(super) const DELETE_SENT: &str = "
+DELETE FROM ferry_outbox
+WHERE id = ANY($1)
+  AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL";
+
 /// Raises attempts, backs off `base * 2^(attempts - 1)` capped at `max`, and marks rows past
-/// `max_attempts` dead. Only rows this relay still holds.
+/// `max_attempts` dead. Only rows this relay still leases (`$6`), or, `$6` being `NULL`, rows
+/// locked by the claim's transaction the statement runs in.
 pub(super) const MARK_FAILED: &str = "
 UPDATE ferry_outbox o
 SET attempts = o.attempts + 1,
@@ -59,7 +120,7 @@ SET attempts = o.attempts + 1,
     locked_until = NULL,
     locked_by = NULL
 FROM unnest($1::text[], $2::text[]) AS f(id, error)
-WHERE o.id = f.id AND o.status = 'pending' AND o.locked_by = $6
+WHERE o.id = f.id AND o.status = 'pending' AND ($6::text IS NULL OR o.locked_by = $6)
 RETURNING o.id, o.status";
 
 pub(super) const RELEASE: &str = "
@@ -171,6 +232,7 @@ pub(super) const STATEMENTS: Statements = Statements {
     insert: INSERT,
     claim: CLAIM,
     mark_published: MARK_PUBLISHED,
+    delete_sent: DELETE_SENT,
     release: RELEASE,
     list: LIST,
     row: ROW,

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Sqlite, schema, sql, wakeup};
 use crate::{
-    dialect::{Arg, Dialect, Migration, Statements, Tx, run_statements},
+    dialect::{Arg, Dialect, HeldClaim, Migration, Statements, Tx, run_statements},
     wakeup::Wakeup,
 };
 
@@ -53,6 +53,9 @@ impl Dialect for Sqlite {
 
     const NAME: &'static str = "SQLite";
     const HANDS_OFF: bool = false;
+    // One writer at a time: a claim's transaction held open across the publish would hold
+    // the application's writes back, so claims lease their rows.
+    const HELD_CLAIM: Option<&'static HeldClaim> = None;
     const WAKES_ON_ADD: bool = true;
     const GROUPS_INBOX_CALLS: bool = false;
     const MIGRATE_HINT: &'static str = "check that the database file is writable";
@@ -110,6 +113,16 @@ impl Dialect for Sqlite {
         }
         tx.commit().await?;
         Ok(dead)
+    }
+
+    async fn mark_failed_held(
+        _conn: &mut SqliteConnection,
+        _failures: &[OutboxFailure],
+        _options: &OutboxOptions,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        Err(sqlx::Error::Protocol(
+            "SQLite claims lease their rows: no claim holds them by locks".into(),
+        ))
     }
 
     async fn stats(pool: &SqlitePool) -> Result<OutboxStats, sqlx::Error> {

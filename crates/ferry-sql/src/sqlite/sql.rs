@@ -56,6 +56,10 @@ SET status = 'published', published_at = ",
 WHERE id IN (SELECT value FROM json_each(?1)) AND status <> 'published'"
 );
 
+/// Deletes published rows at once, for an outbox that keeps no history.
+pub(super) const DELETE_SENT: &str =
+    "DELETE FROM ferry_outbox WHERE id IN (SELECT value FROM json_each(?1))";
+
 /// Raises attempts, backs off `base * 2^(attempts - 1)` capped at `max`, and marks rows past
 /// `max_attempts` dead. Only a row this relay still holds.
 pub(super) const MARK_FAILED: &str = "
@@ -175,6 +179,7 @@ pub(super) const STATEMENTS: Statements = Statements {
     insert: INSERT,
     claim: CLAIM,
     mark_published: MARK_PUBLISHED,
+    delete_sent: DELETE_SENT,
     release: RELEASE,
     list: LIST,
     row: ROW,

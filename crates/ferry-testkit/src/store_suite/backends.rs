@@ -142,8 +142,11 @@ impl Backend for Postgres {
     }
 
     async fn leased_pending(pool: &PgPool) -> i64 {
+        // Leased (handed over at commit) or locked by a claim's open transaction.
         sqlx::query_scalar(
-            "SELECT count(*) FROM ferry_outbox WHERE locked_until > now() AND status = 'pending'",
+            "SELECT count(*) FROM ferry_outbox o WHERE status = 'pending' AND \
+             (locked_until > now() OR NOT EXISTS \
+              (SELECT 1 FROM ferry_outbox l WHERE l.seq = o.seq FOR UPDATE SKIP LOCKED))",
         )
         .fetch_one(pool)
         .await

@@ -215,6 +215,7 @@ pub async fn events_added_by_a_handler_carry_correlation_and_causation<B: Backen
         Some("checkout-1")
     );
     assert_eq!(decoded.envelope.causation_id.as_deref(), Some("msg-parent"));
+    drop((inbox, outbox));
     db.close().await;
 }
 

@@ -94,17 +94,20 @@ pub async fn three_relays_drain_ten_thousand_rows_each_published_once<B: Backend
     db.close().await;
 }
 
-pub async fn a_relay_killed_while_holding_a_lease_does_not_strand_its_rows<B: Backend>() {
+pub async fn a_relay_hung_while_holding_its_claim_does_not_strand_its_rows<B: Backend>() {
     let db = TestDb::<B>::new().await;
     let outbox = Outbox::<B>::new(db.pool.clone());
     let ids = add_many::<B>(&db.pool, &outbox, 50, 50, |_| None).await;
     let lease = Duration::from_millis(800);
 
-    // A relay that claims and dies before marking: its task is dropped mid-batch.
+    // A relay that claims and hangs before marking: its task is dropped mid-batch, its
+    // outbox kept (on PostgreSQL its claim's transaction stays open, as a hung process's
+    // would; dropped, it would roll back at once).
     let stuck = RecordingPublisher::new();
     stuck.set_delay(Duration::from_secs(3600));
+    let hung = Outbox::<B>::new(db.pool.clone());
     let doomed = RunningRelay::spawn(
-        Outbox::<B>::new(db.pool.clone()),
+        hung.clone(),
         stuck.clone(),
         RelayOptions {
             lease,
@@ -118,10 +121,8 @@ pub async fn a_relay_killed_while_holding_a_lease_does_not_strand_its_rows<B: Ba
     doomed.task.abort();
     let _ = doomed.task.await;
     // And a claim that is never marked.
-    let claimed_elsewhere = Outbox::<B>::new(db.pool.clone())
-        .claim(100, lease)
-        .await
-        .unwrap();
+    let elsewhere = Outbox::<B>::new(db.pool.clone());
+    let claimed_elsewhere = elsewhere.claim(100, lease).await.unwrap();
     let leased = B::leased_pending(&db.pool).await;
     assert_eq!(leased, 50, "all rows are leased by dead claimants");
     assert_eq!(claimed_elsewhere.len(), 0);
@@ -152,6 +153,7 @@ pub async fn a_relay_killed_while_holding_a_lease_does_not_strand_its_rows<B: Ba
     )
     .await;
     assert_eq!(attempts, 0);
+    drop((hung, elsewhere));
     db.close().await;
 }
 

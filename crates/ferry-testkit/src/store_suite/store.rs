@@ -94,7 +94,13 @@ pub async fn the_row_holds_exactly_what_is_sent<B: Backend>() {
     let listed = outbox.list(Some(OutboxStatus::Pending), 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].event_type, "tests.item.added");
-    assert!(listed[0].locked_until.is_some(), "the claim holds a lease");
+    assert_eq!(
+        B::leased_pending(&db.pool).await,
+        1,
+        "the claim holds the row"
+    );
+    // A claim not settled holds a connection on PostgreSQL: let it go before the pool closes.
+    drop(outbox);
     db.close().await;
 }
 
@@ -149,6 +155,7 @@ pub async fn retry_all_dead_brings_back_every_dead_row<B: Backend>() {
             .len(),
         5
     );
+    drop(outbox);
     db.close().await;
 }
 
@@ -185,6 +192,7 @@ pub async fn a_failed_row_backs_off_and_release_counts_no_attempt<B: Backend>() 
         status_of::<B>(&db.pool, &claimed[0].id).await,
         ("pending".into(), 1)
     );
+    drop(outbox);
     db.close().await;
 }
 
@@ -232,6 +240,7 @@ pub async fn a_partition_waits_for_its_failed_head<B: Backend>() {
         vec![1, 2],
         "the rest of partition a, in order, in one batch"
     );
+    drop(outbox);
     db.close().await;
 }
 
@@ -249,6 +258,40 @@ pub async fn retention_deletes_only_old_published_rows_in_batches<B: Backend>() 
     let stats = outbox.stats().await.unwrap();
     assert_eq!((stats.pending, stats.published), (10, 5));
     assert_eq!(outbox.cleanup().await.unwrap(), 0);
+    db.close().await;
+}
+
+pub async fn an_outbox_keeping_no_history_deletes_rows_as_it_publishes_them<B: Backend>() {
+    let db = TestDb::<B>::new().await;
+    let outbox = Outbox::<B>::new(db.pool.clone())
+        .with_retention(Duration::ZERO)
+        .with_backoff(Duration::from_secs(60), Duration::from_secs(60));
+    let ids = add_many::<B>(&db.pool, &outbox, 3, 3, |_| None).await;
+    assert_eq!(
+        outbox
+            .claim(10, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    outbox.mark_published(&ids[..2]).await.unwrap();
+    outbox
+        .mark_failed(&[ferry_core::OutboxFailure {
+            id: ids[2].clone(),
+            error: "nacked".into(),
+        }])
+        .await
+        .unwrap();
+    let stats = outbox.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.published, stats.dead), (1, 0, 0));
+    let left = outbox.list(None, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|row| row.id.as_str()).collect::<Vec<_>>(),
+        [ids[2].as_str()],
+        "the published rows are gone; the failed one waits for its next attempt"
+    );
+    assert_eq!(left[0].attempts, 1);
     db.close().await;
 }
 
