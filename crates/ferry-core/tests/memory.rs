@@ -434,15 +434,27 @@ async fn a_batch_that_outlasts_its_lease_is_not_claimed_again_by_its_own_relay()
     }
 }
 
-/// The memory outbox, whose first `mark_published` fails (the database restarting).
+/// The memory outbox, whose first `failing` calls of `mark_published` fail (the database
+/// restarting, or gone for longer than the lease); `calls` counts them all.
 #[derive(Clone)]
-struct MarkFailsOnce {
+struct MarkFails {
     inner: MemoryOutbox,
-    failed: Arc<AtomicU32>,
+    calls: Arc<AtomicU32>,
+    failing: u32,
+}
+
+impl MarkFails {
+    fn new(inner: &MemoryOutbox, failing: u32) -> Self {
+        Self {
+            inner: inner.clone(),
+            calls: Arc::default(),
+            failing,
+        }
+    }
 }
 
 #[async_trait]
-impl OutboxStore for MarkFailsOnce {
+impl OutboxStore for MarkFails {
     async fn claim(
         &self,
         limit: usize,
@@ -451,7 +463,7 @@ impl OutboxStore for MarkFailsOnce {
         self.inner.claim(limit, lease).await
     }
     async fn mark_published(&self, ids: &[String]) -> Result<(), ferry_core::OutboxError> {
-        if self.failed.fetch_add(1, Ordering::SeqCst) == 0 {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failing {
             return Err(ferry_core::OutboxError::Database(
                 "the database is restarting".into(),
             ));
@@ -480,10 +492,7 @@ async fn a_failed_mark_is_tried_again_instead_of_publishing_the_batch_twice() {
     let mut ids: Vec<String> = (0..10)
         .map(|n| outbox.add(&OrderCreated { order_id: n }).unwrap())
         .collect();
-    let store = MarkFailsOnce {
-        inner: outbox.clone(),
-        failed: Arc::default(),
-    };
+    let store = MarkFails::new(&outbox, 1);
     let publisher = Arc::new(SlowFirstBatch::default());
     let options = RelayOptions {
         lease: Duration::from_secs(2),
@@ -494,7 +503,7 @@ async fn a_failed_mark_is_tried_again_instead_of_publishing_the_batch_twice() {
     let batch = relay.run_once().await.unwrap();
     assert_eq!(batch.published, 10);
     assert_eq!(
-        store.failed.load(Ordering::SeqCst),
+        store.calls.load(Ordering::SeqCst),
         2,
         "marked on the second try"
     );
@@ -506,41 +515,6 @@ async fn a_failed_mark_is_tried_again_instead_of_publishing_the_batch_twice() {
     sent.sort();
     ids.sort();
     assert_eq!(sent, ids);
-}
-
-/// The memory outbox, whose `mark_published` always fails (the database gone for longer than
-/// the lease).
-#[derive(Clone)]
-struct MarkNeverWorks {
-    inner: MemoryOutbox,
-}
-
-#[async_trait]
-impl OutboxStore for MarkNeverWorks {
-    async fn claim(
-        &self,
-        limit: usize,
-        lease: Duration,
-    ) -> Result<Vec<ferry_core::ClaimedOutboxRow>, ferry_core::OutboxError> {
-        self.inner.claim(limit, lease).await
-    }
-    async fn mark_published(&self, _ids: &[String]) -> Result<(), ferry_core::OutboxError> {
-        Err(ferry_core::OutboxError::Database(
-            "the database is gone".into(),
-        ))
-    }
-    async fn mark_failed(
-        &self,
-        failures: &[ferry_core::OutboxFailure],
-    ) -> Result<(), ferry_core::OutboxError> {
-        self.inner.mark_failed(failures).await
-    }
-    async fn release(&self, ids: &[String]) -> Result<(), ferry_core::OutboxError> {
-        self.inner.release(ids).await
-    }
-    async fn stats(&self) -> Result<ferry_core::OutboxStats, ferry_core::OutboxError> {
-        self.inner.stats().await
-    }
 }
 
 /// A publisher whose answer depends on the message's place in its batch: the first is
@@ -573,9 +547,7 @@ async fn a_batch_whose_mark_fails_still_settles_its_other_rows() {
     let ids: Vec<String> = (0..3)
         .map(|n| outbox.add(&OrderCreated { order_id: n }).unwrap())
         .collect();
-    let store = MarkNeverWorks {
-        inner: outbox.clone(),
-    };
+    let store = MarkFails::new(&outbox, u32::MAX);
     // The mark is tried again until half the lease has passed (1 s here); the rows' lease
     // has a second left when the relay gives up.
     let options = RelayOptions {
